@@ -1,0 +1,488 @@
+//! Connection options: the server URL, parsed once here for both backends, and the
+//! timeouts and reconnect policy every backend applies.
+//!
+//! Both backends build their client's configuration from a [`ConnectionOptions`], never
+//! from the URL text, so a URL means the same thing whichever client connects. Passwords
+//! are kept in a [`Password`] whose `Debug` and `Display` print `***`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::error::{KvError, KvResult};
+
+/// A password, redacted in every `Debug` and `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Password(password.into())
+    }
+
+    /// The password itself, for handing to a client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where the server listens.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A TCP host (name, IPv4 or IPv6 without brackets) and port.
+    Tcp {
+        /// Host name or IP address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// A Unix domain socket.
+    Unix {
+        /// The socket's path.
+        path: PathBuf,
+    },
+}
+
+/// A parsed server URL.
+///
+/// Accepted schemes: `redis://`, `valkey://` (plain TCP), `rediss://`, `valkeys://` (TLS),
+/// `redis+unix://`, `valkey+unix://`, `unix://` (Unix socket). Form:
+/// `scheme://[user[:password]@]host[:port][/db]`, or `redis+unix:///path/to.sock?db=N`
+/// with optional `user=` and `pass=` (or `password=`) query parameters. The port
+/// defaults to 6379, the database to 0 (0–255 accepted).
+#[non_exhaustive]
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerAddress {
+    /// Host and port, or socket path.
+    pub endpoint: Endpoint,
+    /// Whether the connection uses TLS (`rediss://`, `valkeys://`).
+    pub tls: bool,
+    /// ACL user name, if any.
+    pub username: Option<String>,
+    /// Password, if any.
+    pub password: Option<Password>,
+    /// Database number selected after connecting.
+    pub database: u8,
+}
+
+impl ServerAddress {
+    /// Parses a server URL. Errors quote the URL with its password redacted.
+    pub fn parse(url: &str) -> KvResult<Self> {
+        let shown = redact_url(url);
+        let parsed = Url::parse(url)
+            .map_err(|e| KvError::invalid_config(format!("cannot parse server URL {shown}: {e}")))?;
+        let mut username = match parsed.username() {
+            "" => None,
+            u => Some(percent_decode(u, &shown)?),
+        };
+        let mut password = parsed
+            .password()
+            .map(|p| percent_decode(p, &shown).map(Password))
+            .transpose()?;
+        let mut database: Option<String> = None;
+        for (k, v) in parsed.query_pairs() {
+            match &*k {
+                "db" => database = Some(v.into_owned()),
+                "user" | "username" => username = Some(v.into_owned()),
+                "pass" | "password" => password = Some(Password(v.into_owned())),
+                "protocol" | "resp" => {}
+                other => {
+                    return Err(KvError::invalid_config(format!(
+                        "unknown query parameter {other:?} in server URL {shown}"
+                    )))
+                }
+            }
+        }
+        let (endpoint, tls) = match parsed.scheme() {
+            scheme @ ("redis" | "valkey" | "rediss" | "valkeys") => {
+                let host = match parsed.host() {
+                    Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+                    Some(url::Host::Ipv4(ip)) => ip.to_string(),
+                    Some(url::Host::Ipv6(ip)) => ip.to_string(),
+                    _ => {
+                        return Err(KvError::invalid_config(format!(
+                            "server URL {shown} has no host"
+                        )))
+                    }
+                };
+                let path = parsed.path().trim_start_matches('/');
+                if !path.is_empty() {
+                    if database.is_some() {
+                        return Err(KvError::invalid_config(format!(
+                            "server URL {shown} names the database twice (path and ?db=)"
+                        )));
+                    }
+                    database = Some(path.to_owned());
+                }
+                let port = parsed.port().unwrap_or(6379);
+                let tls = matches!(scheme, "rediss" | "valkeys");
+                (Endpoint::Tcp { host, port }, tls)
+            }
+            "redis+unix" | "valkey+unix" | "unix" => {
+                let path = parsed.path();
+                if path.is_empty() || path == "/" {
+                    return Err(KvError::invalid_config(format!(
+                        "server URL {shown} has no socket path"
+                    )));
+                }
+                (
+                    Endpoint::Unix {
+                        path: PathBuf::from(path),
+                    },
+                    false,
+                )
+            }
+            other => {
+                return Err(KvError::invalid_config(format!(
+                    "unsupported URL scheme {other:?} in {shown}: use redis://, rediss://, \
+                     valkey://, valkeys://, redis+unix:// or unix://"
+                )))
+            }
+        };
+        let database = match database {
+            None => 0,
+            Some(db) => db.parse::<u8>().map_err(|_| {
+                KvError::invalid_config(format!(
+                    "database {db:?} in server URL {shown} is not a number from 0 to 255"
+                ))
+            })?,
+        };
+        Ok(ServerAddress {
+            endpoint,
+            tls,
+            username,
+            password,
+            database,
+        })
+    }
+}
+
+fn percent_decode(s: &str, shown: &str) -> KvResult<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| KvError::invalid_config(format!("credentials in {shown} are not UTF-8")))
+}
+
+/// Replaces the password of a URL-looking string with `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let mut out = match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
+            format!("{}://{}@{}", &url[..scheme_end], masked, &authority[at + 1..])
+        }
+        None => format!("{}://{}", &url[..scheme_end], authority),
+    };
+    let tail = &rest[authority_end..];
+    // Query-string credentials (`?pass=...`) are redacted too.
+    let mut first = true;
+    if let Some((path, query)) = tail.split_once('?') {
+        out.push_str(path);
+        out.push('?');
+        for pair in query.split('&') {
+            if !first {
+                out.push('&');
+            }
+            first = false;
+            match pair.split_once('=') {
+                Some((k, _)) if k == "pass" || k == "password" => {
+                    out.push_str(k);
+                    out.push_str("=***");
+                }
+                _ => out.push_str(pair),
+            }
+        }
+    } else {
+        out.push_str(tail);
+    }
+    out
+}
+
+impl fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let user = self.username.as_deref().unwrap_or("");
+        let auth = match (&self.username, &self.password) {
+            (_, Some(_)) => format!("{user}:***@"),
+            (Some(_), None) => format!("{user}@"),
+            (None, None) => String::new(),
+        };
+        match &self.endpoint {
+            Endpoint::Tcp { host, port } => {
+                let scheme = if self.tls { "rediss" } else { "redis" };
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                write!(f, "{scheme}://{auth}{host}:{port}/{}", self.database)
+            }
+            Endpoint::Unix { path } => {
+                write!(f, "redis+unix://{auth}{}?db={}", path.display(), self.database)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ServerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServerAddress({self})")
+    }
+}
+
+/// How a backend reconnects after the connection breaks: exponential backoff between
+/// `min_delay` and `max_delay`, forever. Commands are never replayed.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    /// The first delay before reconnecting.
+    pub min_delay: Duration,
+    /// The longest delay between attempts.
+    pub max_delay: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            min_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything a backend needs to connect: the server and the bounds on waiting for it.
+///
+/// Build with [`ConnectionOptions::builder`]; `build()` validates everything, so a
+/// backend's `connect` never sees a bad value.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionOptions {
+    /// The server.
+    pub server: ServerAddress,
+    /// How long establishing a connection (TCP, TLS, AUTH, SELECT) may take.
+    pub connect_timeout: Duration,
+    /// How long one command may wait for its reply.
+    pub command_timeout: Duration,
+    /// How to reconnect after the connection breaks.
+    pub reconnect: ReconnectPolicy,
+}
+
+impl ConnectionOptions {
+    /// Default connect timeout: 5 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default command timeout: 2 s. Auth traffic answers in well under a millisecond;
+    /// two seconds bounds a request stuck on a dead server.
+    pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The largest timeout accepted (one hour).
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+    /// Starts options for the server at `url`.
+    pub fn builder(url: impl Into<String>) -> ConnectionOptionsBuilder {
+        ConnectionOptionsBuilder {
+            url: url.into(),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            command_timeout: Self::DEFAULT_COMMAND_TIMEOUT,
+            reconnect: ReconnectPolicy::default(),
+        }
+    }
+
+    /// Options for `url` with every default.
+    pub fn from_url(url: &str) -> KvResult<Self> {
+        Self::builder(url).build()
+    }
+}
+
+/// Builder for [`ConnectionOptions`].
+#[derive(Clone)]
+pub struct ConnectionOptionsBuilder {
+    url: String,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    reconnect: ReconnectPolicy,
+}
+
+impl fmt::Debug for ConnectionOptionsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionOptionsBuilder")
+            .field("url", &redact_url(&self.url))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("reconnect", &self.reconnect)
+            .finish()
+    }
+}
+
+impl ConnectionOptionsBuilder {
+    /// Sets the connect timeout (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the command timeout (default 2 s).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Sets the reconnect backoff bounds (default 50 ms to 2 s).
+    pub fn reconnect_delays(mut self, min_delay: Duration, max_delay: Duration) -> Self {
+        self.reconnect = ReconnectPolicy {
+            min_delay,
+            max_delay,
+        };
+        self
+    }
+
+    /// Validates and builds the options.
+    pub fn build(self) -> KvResult<ConnectionOptions> {
+        let server = ServerAddress::parse(&self.url)?;
+        for (name, t) in [
+            ("connect timeout", self.connect_timeout),
+            ("command timeout", self.command_timeout),
+        ] {
+            if t.is_zero() || t > ConnectionOptions::MAX_TIMEOUT {
+                return Err(KvError::invalid_config(format!(
+                    "{name} {t:?} is out of range: it must be above zero and at most {:?}",
+                    ConnectionOptions::MAX_TIMEOUT
+                )));
+            }
+        }
+        let r = self.reconnect;
+        if r.min_delay.is_zero() || r.min_delay > r.max_delay || r.max_delay > ConnectionOptions::MAX_TIMEOUT {
+            return Err(KvError::invalid_config(format!(
+                "reconnect delays {:?}..{:?} are invalid: need 0 < min <= max <= {:?}",
+                r.min_delay,
+                r.max_delay,
+                ConnectionOptions::MAX_TIMEOUT
+            )));
+        }
+        Ok(ConnectionOptions {
+            server,
+            connect_timeout: self.connect_timeout,
+            command_timeout: self.command_timeout,
+            reconnect: r,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(host: &str, port: u16) -> Endpoint {
+        Endpoint::Tcp {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn url_table() {
+        let cases: &[(&str, Endpoint, bool, Option<&str>, Option<&str>, u8)] = &[
+            ("redis://localhost", tcp("localhost", 6379), false, None, None, 0),
+            ("redis://127.0.0.1:7000/3", tcp("127.0.0.1", 7000), false, None, None, 3),
+            ("rediss://h:1", tcp("h", 1), true, None, None, 0),
+            ("valkey://h", tcp("h", 6379), false, None, None, 0),
+            ("valkeys://h", tcp("h", 6379), true, None, None, 0),
+            ("redis://[::1]:6380", tcp("::1", 6380), false, None, None, 0),
+            ("redis://:s3cret@h", tcp("h", 6379), false, None, Some("s3cret"), 0),
+            ("redis://alice:p%40ss@h/2", tcp("h", 6379), false, Some("alice"), Some("p@ss"), 2),
+            ("redis://h?db=5", tcp("h", 6379), false, None, None, 5),
+            (
+                "redis+unix:///tmp/r.sock?db=1&user=bob&pass=pw",
+                Endpoint::Unix { path: "/tmp/r.sock".into() },
+                false,
+                Some("bob"),
+                Some("pw"),
+                1,
+            ),
+            ("unix:///run/redis.sock", Endpoint::Unix { path: "/run/redis.sock".into() }, false, None, None, 0),
+            ("valkey+unix:///s", Endpoint::Unix { path: "/s".into() }, false, None, None, 0),
+        ];
+        for (url, endpoint, tls, user, pass, db) in cases {
+            let a = ServerAddress::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(&a.endpoint, endpoint, "{url}");
+            assert_eq!(a.tls, *tls, "{url}");
+            assert_eq!(a.username.as_deref(), *user, "{url}");
+            assert_eq!(a.password.as_ref().map(Password::expose), *pass, "{url}");
+            assert_eq!(a.database, *db, "{url}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_named_without_their_password() {
+        let cases: &[(&str, &str)] = &[
+            ("http://:hunter2@h", "unsupported URL scheme \"http\""),
+            ("redis://:hunter2@h/300", "database \"300\""),
+            ("redis://:hunter2@h/x", "database \"x\""),
+            ("redis://:hunter2@h/1?db=2", "names the database twice"),
+            ("redis://:hunter2@h?bogus=1", "unknown query parameter \"bogus\""),
+            ("redis+unix://", "no socket path"),
+            ("not a url", "cannot parse server URL"),
+        ];
+        for (url, want) in cases {
+            let e = ServerAddress::parse(url).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(want), "{url}: {text}");
+            assert!(!text.contains("hunter2"), "password leaked: {text}");
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig);
+        }
+    }
+
+    #[test]
+    fn debug_and_display_redact_passwords() {
+        let o = ConnectionOptions::from_url("redis://alice:hunter2@h:1/0").unwrap();
+        for text in [format!("{o:?}"), format!("{}", o.server), format!("{:?}", o.server)] {
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("alice:***@h:1"), "{text}");
+        }
+        let b = ConnectionOptions::builder("redis+unix:///s?pass=hunter2");
+        assert!(!format!("{b:?}").contains("hunter2"));
+        assert_eq!(redact_url("redis://u:p@h/0?x=1&pass=p"), "redis://u:***@h/0?x=1&pass=***");
+        assert_eq!(redact_url("redis://h"), "redis://h");
+    }
+
+    #[test]
+    fn timeouts_are_validated_at_build() {
+        let e = ConnectionOptions::builder("redis://h")
+            .command_timeout(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert!(e.message().contains("command timeout 0ns"), "{e}");
+        let e = ConnectionOptions::builder("redis://h")
+            .reconnect_delays(Duration::from_secs(2), Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert!(e.message().contains("reconnect delays"), "{e}");
+        let o = ConnectionOptions::from_url("redis://h").unwrap();
+        assert_eq!(o.command_timeout, ConnectionOptions::DEFAULT_COMMAND_TIMEOUT);
+    }
+}

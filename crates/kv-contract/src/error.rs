@@ -1,0 +1,168 @@
+//! The one error type of rustauth-kv: a kind a caller can act on, a message that names the
+//! bad value, and the client's own error kept as `source()`.
+//!
+//! Backends convert their client's error into a [`KvError`] at the boundary; everything
+//! above them (stores, limiters, callers) sees only this type.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// A boxed error from a Redis client or the OS, kept as [`KvError`]'s `source()`.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// What went wrong, at the level a caller decides on.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Options or a URL were rejected when built; nothing was sent. Fix the configuration.
+    InvalidConfig,
+    /// An argument of one call was rejected before any I/O (empty key, TTL too large, ...).
+    InvalidInput,
+    /// The server could not be reached, or the connection broke. Retrying later may work;
+    /// the command may or may not have run if the connection broke mid-flight.
+    Unavailable,
+    /// The server did not answer within the configured timeout. Like `Unavailable`, the
+    /// command may or may not have run.
+    Timeout,
+    /// The server answered with an error reply (`WRONGTYPE`, `NOAUTH`, `ERR ...`).
+    Server,
+    /// A Lua script failed on the server.
+    Script,
+    /// The server's reply, or a stored value, did not have the shape this crate wrote.
+    UnexpectedData,
+}
+
+impl ErrorKind {
+    /// A short lowercase name, used in `Display`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidConfig => "invalid configuration",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Unavailable => "server unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Server => "server error",
+            ErrorKind::Script => "script error",
+            ErrorKind::UnexpectedData => "unexpected data",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of every rustauth-kv operation.
+///
+/// Messages never contain passwords: URLs are redacted before they are quoted.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct KvError {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl KvError {
+    /// An error of `kind` with a message and no source.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        KvError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error of `kind` that keeps `source` (usually the client's error).
+    pub fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        KvError {
+            kind,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// Shorthand for [`ErrorKind::InvalidConfig`].
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidConfig, message)
+    }
+
+    /// Shorthand for [`ErrorKind::InvalidInput`].
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+
+    /// Shorthand for [`ErrorKind::UnexpectedData`].
+    pub fn unexpected(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::UnexpectedData, message)
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// For [`ErrorKind::Server`] and [`ErrorKind::Script`]: the error code the server put
+    /// first in its reply (`WRONGTYPE`, `NOSCRIPT`, `ERR`, ...).
+    pub fn server_code(&self) -> Option<&str> {
+        match self.kind {
+            ErrorKind::Server | ErrorKind::Script => self
+                .message
+                .split_whitespace()
+                .next()
+                .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_uppercase())),
+            _ => None,
+        }
+    }
+
+    /// True when the server said it does not have the script (`NOSCRIPT`): the script did
+    /// not run, so sending its source with `EVAL` is safe.
+    pub fn is_noscript(&self) -> bool {
+        self.server_code() == Some("NOSCRIPT")
+    }
+
+    /// True for [`ErrorKind::Unavailable`] and [`ErrorKind::Timeout`]: the server was not
+    /// reached or did not answer, and a later call may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
+    }
+}
+
+/// The result type of rustauth-kv.
+pub type KvResult<T> = Result<T, KvError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_code_is_the_first_uppercase_word() {
+        let e = KvError::new(ErrorKind::Server, "NOSCRIPT No matching script.");
+        assert_eq!(e.server_code(), Some("NOSCRIPT"));
+        assert!(e.is_noscript());
+        let e = KvError::new(ErrorKind::Server, "value is not an integer");
+        assert_eq!(e.server_code(), None);
+        let e = KvError::new(ErrorKind::Timeout, "NOSCRIPT");
+        assert_eq!(e.server_code(), None, "only server replies carry a code");
+    }
+
+    #[test]
+    fn display_names_kind_and_message_and_keeps_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = KvError::with_source(ErrorKind::Unavailable, "connect to 127.0.0.1:1", io);
+        assert_eq!(e.to_string(), "server unavailable: connect to 127.0.0.1:1");
+        assert_eq!(StdError::source(&e).unwrap().to_string(), "refused");
+        assert!(e.is_unavailable());
+    }
+}

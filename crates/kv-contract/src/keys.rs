@@ -1,0 +1,249 @@
+//! The key codec: how a logical key becomes the physical Redis key, byte for byte.
+//!
+//! Every physical key is `{prefix}{namespace}{logical}`: the prefix names the deployment
+//! (default `rustauth:`), the namespace names the kind of data (`secondary:`,
+//! `rate-limit:`). Both backends and the memory store build keys only here, so the same
+//! call puts the same bytes in Redis whichever client sends it.
+
+use crate::error::{KvError, KvResult};
+use crate::glob;
+
+/// The prefix used when none is configured.
+pub const DEFAULT_PREFIX: &str = "rustauth:";
+
+/// A kind of data, with its own segment of the keyspace under the prefix.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Namespace {
+    /// Secondary storage: `{prefix}secondary:{key}`.
+    Secondary,
+    /// Rate-limit buckets: `{prefix}rate-limit:{bucket}`.
+    RateLimit,
+}
+
+impl Namespace {
+    /// Every namespace, in a fixed order.
+    pub const ALL: [Namespace; 2] = [Namespace::Secondary, Namespace::RateLimit];
+
+    /// The namespace's segment, including its trailing `:`.
+    pub const fn segment(self) -> &'static str {
+        match self {
+            Namespace::Secondary => "secondary:",
+            Namespace::RateLimit => "rate-limit:",
+        }
+    }
+}
+
+/// A validated key prefix.
+///
+/// Rules, checked by [`Prefix::new`]:
+/// - not empty, and at most 256 bytes;
+/// - it must not contain a namespace segment (`secondary:`, `rate-limit:`): such a prefix
+///   would nest inside another store's namespace (`rustauth:secondary:tenant:` lies inside
+///   the `secondary:` namespace of `rustauth:`), so that store's `list_keys` and `clear`
+///   would see and delete this one's keys.
+///
+/// Glob characters (`* ? [ ] \`) are allowed: SCAN patterns escape them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Prefix(String);
+
+impl Prefix {
+    /// The longest prefix accepted, in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// Validates `prefix`.
+    pub fn new(prefix: impl Into<String>) -> KvResult<Self> {
+        let prefix = prefix.into();
+        if prefix.is_empty() {
+            return Err(KvError::invalid_config(
+                "key prefix is empty: an empty prefix shares the keyspace with every other \
+                 application on the server; use e.g. \"rustauth:\"",
+            ));
+        }
+        if prefix.len() > Self::MAX_LEN {
+            return Err(KvError::invalid_config(format!(
+                "key prefix is {} bytes long; the limit is {}",
+                prefix.len(),
+                Self::MAX_LEN
+            )));
+        }
+        if let Some(ns) = Namespace::ALL
+            .iter()
+            .find(|ns| prefix.contains(ns.segment()))
+        {
+            let at = prefix.find(ns.segment()).unwrap_or(0);
+            return Err(KvError::invalid_config(format!(
+                "key prefix {prefix:?} nests inside the {:?} namespace of prefix {:?}: that \
+                 store's list_keys and clear would see and delete this store's keys; choose a \
+                 prefix without {:?}",
+                ns.segment(),
+                &prefix[..at],
+                ns.segment()
+            )));
+        }
+        Ok(Prefix(prefix))
+    }
+
+    /// The prefix text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Prefix {
+    fn default() -> Self {
+        Prefix(DEFAULT_PREFIX.to_owned())
+    }
+}
+
+/// Builds and parses physical keys for one prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct KeyCodec {
+    prefix: Prefix,
+}
+
+impl KeyCodec {
+    /// The longest logical key accepted, in bytes (Redis allows 512 MiB; auth keys are short,
+    /// and a huge key is almost always a bug).
+    pub const MAX_KEY_LEN: usize = 64 * 1024;
+
+    /// A codec for `prefix`.
+    pub fn new(prefix: Prefix) -> Self {
+        KeyCodec { prefix }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
+    /// The physical key of `logical` in `ns`: `{prefix}{segment}{logical}`.
+    ///
+    /// Rejects an empty logical key and one longer than [`Self::MAX_KEY_LEN`].
+    pub fn key(&self, ns: Namespace, logical: &str) -> KvResult<Vec<u8>> {
+        if logical.is_empty() {
+            return Err(KvError::invalid_input(format!(
+                "empty {} key",
+                ns.segment().trim_end_matches(':')
+            )));
+        }
+        if logical.len() > Self::MAX_KEY_LEN {
+            return Err(KvError::invalid_input(format!(
+                "{} key is {} bytes long; the limit is {}",
+                ns.segment().trim_end_matches(':'),
+                logical.len(),
+                Self::MAX_KEY_LEN
+            )));
+        }
+        let mut key = Vec::with_capacity(self.namespace_len(ns) + logical.len());
+        key.extend_from_slice(self.prefix.0.as_bytes());
+        key.extend_from_slice(ns.segment().as_bytes());
+        key.extend_from_slice(logical.as_bytes());
+        Ok(key)
+    }
+
+    /// `{prefix}{segment}`, the bytes every key of `ns` starts with.
+    pub fn namespace(&self, ns: Namespace) -> String {
+        let mut s = String::with_capacity(self.namespace_len(ns));
+        s.push_str(&self.prefix.0);
+        s.push_str(ns.segment());
+        s
+    }
+
+    fn namespace_len(&self, ns: Namespace) -> usize {
+        self.prefix.0.len() + ns.segment().len()
+    }
+
+    /// The SCAN `MATCH` pattern that matches exactly the keys of `ns`: the escaped
+    /// namespace followed by `*`.
+    pub fn scan_pattern(&self, ns: Namespace) -> Vec<u8> {
+        let mut pattern = glob::escape(self.namespace(ns).as_bytes());
+        pattern.push(b'*');
+        pattern
+    }
+
+    /// The logical key of a physical key of `ns`, or `None` when the key is not in `ns`.
+    ///
+    /// The namespace is stripped literally: logical keys may contain `:` (IPv6 buckets do).
+    pub fn logical<'a>(&self, ns: Namespace, physical: &'a [u8]) -> Option<&'a [u8]> {
+        let rest = physical.strip_prefix(self.prefix.0.as_bytes())?;
+        rest.strip_prefix(ns.segment().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_prefix_segment_logical() {
+        let codec = KeyCodec::default();
+        let cases: &[(Namespace, &str, &str)] = &[
+            (Namespace::Secondary, "abc", "rustauth:secondary:abc"),
+            (
+                Namespace::Secondary,
+                "active-sessions-42",
+                "rustauth:secondary:active-sessions-42",
+            ),
+            (
+                Namespace::RateLimit,
+                "2001:0db8:abcd:0012:0000:0000:0000:0000|/sign-in",
+                "rustauth:rate-limit:2001:0db8:abcd:0012:0000:0000:0000:0000|/sign-in",
+            ),
+            (Namespace::Secondary, "ünï*?[]\\", "rustauth:secondary:ünï*?[]\\"),
+        ];
+        for (ns, logical, physical) in cases {
+            let key = codec.key(*ns, logical).unwrap();
+            assert_eq!(key, physical.as_bytes());
+            assert_eq!(codec.logical(*ns, &key), Some(logical.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn logical_rejects_other_namespaces_and_prefixes() {
+        let codec = KeyCodec::new(Prefix::new("app:").unwrap());
+        assert_eq!(codec.logical(Namespace::Secondary, b"app:rate-limit:x"), None);
+        assert_eq!(codec.logical(Namespace::Secondary, b"app2:secondary:x"), None);
+        assert_eq!(
+            codec.logical(Namespace::Secondary, b"app:secondary:x"),
+            Some(&b"x"[..])
+        );
+    }
+
+    #[test]
+    fn empty_and_huge_keys_are_rejected() {
+        let codec = KeyCodec::default();
+        let e = codec.key(Namespace::Secondary, "").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(e.message().contains("empty secondary key"), "{e}");
+        let big = "x".repeat(KeyCodec::MAX_KEY_LEN + 1);
+        let e = codec.key(Namespace::Secondary, &big).unwrap_err();
+        assert!(e.message().contains("65537"), "{e}");
+    }
+
+    #[test]
+    fn prefix_rules() {
+        assert!(Prefix::new("rustauth:").is_ok());
+        assert!(Prefix::new("my*app[1]:").is_ok());
+        let e = Prefix::new("").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig);
+        let e = Prefix::new("rustauth:secondary:tenant:").unwrap_err();
+        assert!(
+            e.message().contains("\"rustauth:secondary:tenant:\"")
+                && e.message().contains("prefix \"rustauth:\""),
+            "{e}"
+        );
+        let e = Prefix::new("x:rate-limit:").unwrap_err();
+        assert!(e.message().contains("rate-limit:"), "{e}");
+        assert!(Prefix::new("p".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn scan_pattern_escapes_the_prefix() {
+        let codec = KeyCodec::new(Prefix::new("a*b?[c]\\:").unwrap());
+        assert_eq!(
+            codec.scan_pattern(Namespace::Secondary),
+            b"a\\*b\\?\\[c\\]\\\\:secondary:*".to_vec()
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! The client-agnostic core of rustauth-kv: the Redis/Valkey layer of a Rust auth stack.
+//!
+//! This crate owns everything that is not "send these bytes with this client":
+//!
+//! | module | what it owns |
+//! |---|---|
+//! | [`keys`] | the key codec `{prefix}secondary:{key}`, prefix validation |
+//! | [`ttl`] | the TTL table (`None` = no expiry, `Some(0)` = delete) |
+//! | [`glob`] | SCAN `MATCH` escaping |
+//! | [`script`] | the Lua sources and their SHA1s |
+//! | [`wire`] | [`Command`], [`Reply`] and the [`Connection`] trait backends implement |
+//! | [`config`] | URL parsing, timeouts, reconnect policy, password redaction |
+//! | [`storage`] | the [`SecondaryStorage`] trait and its options |
+//! | [`server`] | [`ServerStorage`]: the trait on any Redis connection |
+//! | [`memory`] | [`MemoryStorage`]: the executable spec and embedded default |
+//! | [`error`] | [`KvError`] and its [`ErrorKind`]s |
+//!
+//! It never depends on a Redis client: `rustauth-redis` (redis-rs) and `rustauth-fred`
+//! (fred) implement [`Connection`] and nothing else, so both put the same bytes in Redis.
+//!
+//! ```
+//! use std::time::Duration;
+//! use kv_contract::{MemoryStorage, SecondaryStorage, SecondaryStorageExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), kv_contract::KvError> {
+//! let store = MemoryStorage::new();
+//! store.set_string("otp:alice", "123456", Some(Duration::from_secs(300))).await?;
+//! assert_eq!(store.take("otp:alice").await?.as_deref(), Some(&b"123456"[..]));
+//! assert_eq!(store.take("otp:alice").await?, None); // one-time: gone after the first take
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Minimum server version: Redis 6.2 or Valkey 7.2 (`GETDEL`, `SET ... KEEPTTL`).
+
+pub mod config;
+pub mod error;
+pub mod glob;
+pub mod keys;
+pub mod memory;
+pub mod script;
+pub mod server;
+pub mod storage;
+pub mod ttl;
+pub mod wire;
+
+pub use config::{ConnectionOptions, Endpoint, Password, ServerAddress};
+pub use error::{ErrorKind, KvError, KvResult};
+pub use keys::{KeyCodec, Namespace, Prefix, DEFAULT_PREFIX};
+pub use memory::{MemoryKeyspace, MemoryStorage};
+pub use server::{ServerStorage, SharedConnection};
+pub use storage::{SecondaryStorage, SecondaryStorageExt, StorageOptions};
+pub use wire::{Command, Connection, Reply};
+
+/// Re-exported so backends and users name one version.
+pub use async_trait::async_trait;
+pub use bytes::Bytes;

@@ -1,0 +1,74 @@
+//! The Lua scripts, their sources and SHA1 digests.
+//!
+//! Sources live in `src/lua/*.lua` and are compiled in with `include_str!`, so the bytes
+//! sent by both backends are the same file. A test pins each digest: changing a script
+//! is a wire-format change and must show up in review (and in `docs/wire-format.md`).
+
+use std::sync::OnceLock;
+
+/// A Lua script run with `EVALSHA`, falling back to `EVAL` when the server answers
+/// `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
+#[derive(Debug)]
+pub struct Script {
+    name: &'static str,
+    source: &'static str,
+    sha1: OnceLock<String>,
+}
+
+impl Script {
+    const fn new(name: &'static str, source: &'static str) -> Self {
+        Script {
+            name,
+            source,
+            sha1: OnceLock::new(),
+        }
+    }
+
+    /// The script's name (its file name without `.lua`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The Lua source, byte for byte as sent with `EVAL`.
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+
+    /// The lowercase hex SHA1 of the source, as `EVALSHA` and `SCRIPT LOAD` use it.
+    pub fn sha1(&self) -> &str {
+        self.sha1
+            .get_or_init(|| sha1_smol::Sha1::from(self.source).digest().to_string())
+    }
+}
+
+/// `compare_and_set.lua`: write a key only if it holds the expected value (or is absent).
+pub static COMPARE_AND_SET: Script =
+    Script::new("compare_and_set", include_str!("lua/compare_and_set.lua"));
+
+/// `delete_if_value.lua`: delete a key only if it holds the expected value.
+pub static DELETE_IF_VALUE: Script =
+    Script::new("delete_if_value", include_str!("lua/delete_if_value.lua"));
+
+/// Every script, for tooling (SHA pins, `SCRIPT LOAD` at start-up, the parity audit).
+pub fn all() -> [&'static Script; 2] {
+    [&COMPARE_AND_SET, &DELETE_IF_VALUE]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Changing a script changes the wire format: update this pin, `docs/wire-format.md`
+    /// and the CHANGELOG together.
+    #[test]
+    fn script_digests_are_pinned() {
+        let pins = [
+            ("compare_and_set", "9fd4cbdf6b5c2fcb00700bdac96c947c8b43ef4d"),
+            ("delete_if_value", "7945925d98f9139d2638db7b814d7045d62c56c9"),
+        ];
+        for (script, (name, sha)) in all().iter().zip(pins) {
+            assert_eq!(script.name(), name);
+            assert_eq!(script.sha1(), sha, "{name}.lua changed");
+        }
+    }
+}

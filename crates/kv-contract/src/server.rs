@@ -1,0 +1,265 @@
+//! [`ServerStorage`]: secondary storage on a Redis-protocol server, over any
+//! [`Connection`].
+//!
+//! This is the whole secondary-storage logic for Redis and Valkey: which command each
+//! operation sends, with which bytes, and how the reply is read. The redis-rs and fred
+//! backends supply only the [`Connection`]; both therefore send identical commands.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{KvError, KvResult};
+use crate::keys::Namespace;
+use crate::script;
+use crate::storage::{check_value, SecondaryStorage, StorageOptions};
+use crate::ttl::Expiry;
+use crate::wire::{eval, Command, Connection, ScanCursor};
+
+/// A connection shared by every store of a deployment.
+pub type SharedConnection = Arc<dyn Connection>;
+
+/// Secondary storage on a Redis or Valkey server.
+#[derive(Clone)]
+pub struct ServerStorage {
+    conn: SharedConnection,
+    options: StorageOptions,
+}
+
+impl std::fmt::Debug for ServerStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerStorage")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerStorage {
+    /// A store over `conn` with `options`.
+    pub fn new(conn: SharedConnection, options: StorageOptions) -> Self {
+        ServerStorage { conn, options }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &StorageOptions {
+        &self.options
+    }
+
+    /// The connection, for building other stores on it.
+    pub fn connection(&self) -> &SharedConnection {
+        &self.conn
+    }
+
+    fn key(&self, key: &str) -> KvResult<Bytes> {
+        self.options
+            .codec
+            .key(Namespace::Secondary, key)
+            .map(Bytes::from)
+    }
+
+    fn scan(&self) -> NamespaceScan<'_> {
+        NamespaceScan {
+            conn: &*self.conn,
+            pattern: self.options.codec.scan_pattern(Namespace::Secondary),
+            count: self.options.scan_count,
+            cursor: Some(ScanCursor::default()),
+        }
+    }
+}
+
+/// A SCAN over one namespace, one page at a time (memory stays bounded by a page).
+struct NamespaceScan<'a> {
+    conn: &'a dyn Connection,
+    pattern: Vec<u8>,
+    count: u32,
+    cursor: Option<ScanCursor>,
+}
+
+impl NamespaceScan<'_> {
+    /// The next page of physical keys, or `None` when the scan is complete.
+    async fn next_page(&mut self) -> KvResult<Option<Vec<Bytes>>> {
+        let Some(from) = self.cursor else {
+            return Ok(None);
+        };
+        let page = self.conn.scan_page(from, &self.pattern, self.count).await?;
+        self.cursor = page.next;
+        Ok(Some(page.keys))
+    }
+}
+
+fn set_command(key: Bytes, value: Bytes) -> Command {
+    Command::new("SET").key(key).arg(value)
+}
+
+#[async_trait]
+impl SecondaryStorage for ServerStorage {
+    async fn get(&self, key: &str) -> KvResult<Option<Bytes>> {
+        let key = self.key(key)?;
+        self.conn
+            .execute(Command::new("GET").key(key))
+            .await?
+            .into_opt_bytes()
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> KvResult<()> {
+        check_value(key, &value)?;
+        let expiry = Expiry::from_ttl(ttl)?;
+        let key = self.key(key)?;
+        let cmd = match expiry {
+            Expiry::Never => set_command(key, value),
+            Expiry::Immediately => Command::new("DEL").key(key),
+            Expiry::AfterMs(ms) => set_command(key, value).arg("PX").int_arg(ms as i64),
+        };
+        self.conn.execute(cmd).await?;
+        Ok(())
+    }
+
+    async fn set_keep_ttl(&self, key: &str, value: Bytes) -> KvResult<()> {
+        check_value(key, &value)?;
+        let key = self.key(key)?;
+        self.conn
+            .execute(set_command(key, value).arg("KEEPTTL"))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> KvResult<bool> {
+        let key = self.key(key)?;
+        Ok(self.conn.execute(Command::new("DEL").key(key)).await?.into_int()? > 0)
+    }
+
+    async fn set_if_not_exists(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> KvResult<bool> {
+        check_value(key, &value)?;
+        let expiry = Expiry::from_ttl(ttl)?;
+        let key = self.key(key)?;
+        let cmd = match expiry {
+            Expiry::Immediately => return Ok(false),
+            Expiry::Never => set_command(key, value).arg("NX"),
+            Expiry::AfterMs(ms) => set_command(key, value)
+                .arg("NX")
+                .arg("PX")
+                .int_arg(ms as i64),
+        };
+        Ok(self.conn.execute(cmd).await?.is_some())
+    }
+
+    async fn take(&self, key: &str) -> KvResult<Option<Bytes>> {
+        let key = self.key(key)?;
+        self.conn
+            .execute(Command::new("GETDEL").key(key))
+            .await?
+            .into_opt_bytes()
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> KvResult<bool> {
+        check_value(key, &value)?;
+        let expiry = Expiry::from_ttl(ttl)?;
+        let physical = self.key(key)?;
+        let (mode, expected) = match expected {
+            Some(e) => (Bytes::from_static(b"1"), Bytes::copy_from_slice(e)),
+            None => (Bytes::from_static(b"0"), Bytes::new()),
+        };
+        let args = vec![
+            mode,
+            expected,
+            value,
+            Bytes::from(expiry.script_arg().to_string()),
+        ];
+        let reply = eval(&*self.conn, &script::COMPARE_AND_SET, &[&physical], args).await?;
+        Ok(reply.into_int()? == 1)
+    }
+
+    async fn delete_if_value(&self, key: &str, expected: &[u8]) -> KvResult<bool> {
+        let physical = self.key(key)?;
+        let args = vec![Bytes::copy_from_slice(expected)];
+        let reply = eval(&*self.conn, &script::DELETE_IF_VALUE, &[&physical], args).await?;
+        Ok(reply.into_int()? == 1)
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> KvResult<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = Command::new("MGET");
+        for k in keys {
+            cmd = cmd.key(self.key(k)?);
+        }
+        let values = self.conn.execute(cmd).await?.into_array()?;
+        if values.len() != keys.len() {
+            return Err(KvError::unexpected(format!(
+                "MGET of {} keys returned {} values",
+                keys.len(),
+                values.len()
+            )));
+        }
+        values.into_iter().map(|v| v.into_opt_bytes()).collect()
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> KvResult<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = Command::new("DEL");
+        for k in keys {
+            cmd = cmd.key(self.key(k)?);
+        }
+        Ok(self.conn.execute(cmd).await?.into_int()?.max(0) as u64)
+    }
+
+    async fn list_keys(&self) -> KvResult<Vec<String>> {
+        let codec = &self.options.codec;
+        let mut seen: HashSet<Bytes> = HashSet::new();
+        let mut keys = Vec::new();
+        let mut scan = self.scan();
+        while let Some(page) = scan.next_page().await? {
+            for physical in page {
+                let Some(logical) = codec.logical(Namespace::Secondary, &physical) else {
+                    continue;
+                };
+                match std::str::from_utf8(logical) {
+                    Ok(s) if !seen.contains(&physical) => keys.push(s.to_owned()),
+                    Ok(_) => continue,
+                    Err(_) => tracing::warn!(
+                        key = %String::from_utf8_lossy(&physical),
+                        "list_keys skips a key that is not UTF-8 (not written by rustauth-kv)"
+                    ),
+                }
+                seen.insert(physical);
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn clear(&self) -> KvResult<u64> {
+        // Each page is deleted before the next is read, so memory stays bounded by one
+        // page however large the namespace. A key SCAN returns twice is counted once:
+        // DEL reports only keys that existed. An empty page sends no DEL.
+        let mut deleted = 0u64;
+        let mut scan = self.scan();
+        while let Some(page) = scan.next_page().await? {
+            if page.is_empty() {
+                continue;
+            }
+            let mut cmd = Command::new("DEL");
+            for k in page {
+                cmd = cmd.key(k);
+            }
+            deleted += self.conn.execute(cmd).await?.into_int()?.max(0) as u64;
+        }
+        Ok(deleted)
+    }
+}

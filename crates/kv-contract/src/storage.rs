@@ -1,0 +1,183 @@
+//! The secondary-storage contract: the trait every implementation (memory, redis-rs,
+//! fred) satisfies, its options, and string conveniences.
+//!
+//! Keys are logical (`"session-token"`); implementations map them into the
+//! `{prefix}secondary:` namespace with the [`KeyCodec`]. Values are binary-safe
+//! [`Bytes`]. TTLs follow the table in [`crate::ttl`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{KvError, KvResult};
+use crate::keys::{KeyCodec, Prefix};
+
+/// The largest value accepted, in bytes: Redis's own limit for a string (512 MiB).
+pub const MAX_VALUE_LEN: usize = 512 * 1024 * 1024;
+
+/// Short-lived key-value storage for an auth server (sessions, verification values,
+/// one-time codes), namespaced under `{prefix}secondary:`.
+///
+/// Every method is one round trip to the server, except `list_keys` and `clear`, which
+/// walk the namespace with `SCAN` page by page.
+#[async_trait]
+pub trait SecondaryStorage: Send + Sync {
+    /// The value of `key`, or `None`.
+    async fn get(&self, key: &str) -> KvResult<Option<Bytes>>;
+
+    /// Stores `value` under `key`. `ttl`: `None` stores without expiry (dropping any
+    /// expiry the key had), `Some(0)` deletes the key, otherwise the key expires after it.
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> KvResult<()>;
+
+    /// Stores `value` under `key`, keeping the key's current expiry (none if it had none
+    /// or did not exist): `SET key value KEEPTTL`.
+    async fn set_keep_ttl(&self, key: &str, value: Bytes) -> KvResult<()>;
+
+    /// Deletes `key`; true when it existed.
+    async fn delete(&self, key: &str) -> KvResult<bool>;
+
+    /// Stores `value` only if `key` does not exist; true when it created the key.
+    /// With `ttl` `Some(0)` it creates nothing and returns false, without I/O.
+    async fn set_if_not_exists(&self, key: &str, value: Bytes, ttl: Option<Duration>)
+        -> KvResult<bool>;
+
+    /// Atomically reads and deletes `key` (`GETDEL`): of concurrent callers, exactly one
+    /// gets the value.
+    async fn take(&self, key: &str) -> KvResult<Option<Bytes>>;
+
+    /// Atomically writes `value` only if `key` currently holds `expected` (or, with
+    /// `expected` `None`, does not exist). True when the condition held and the write was
+    /// applied; with `ttl` `Some(0)` the write is a delete.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> KvResult<bool>;
+
+    /// Atomically deletes `key` only if it holds `expected`; true when it did.
+    async fn delete_if_value(&self, key: &str, expected: &[u8]) -> KvResult<bool>;
+
+    /// The values of `keys`, in order, in one round trip (`MGET`).
+    async fn get_many(&self, keys: &[&str]) -> KvResult<Vec<Option<Bytes>>>;
+
+    /// Deletes `keys` in one round trip (`DEL`); the number that existed.
+    async fn delete_many(&self, keys: &[&str]) -> KvResult<u64>;
+
+    /// Every logical key of the namespace, each once, in no particular order.
+    async fn list_keys(&self) -> KvResult<Vec<String>>;
+
+    /// Deletes every key of the namespace, page by page; the number deleted. Keys under
+    /// other prefixes or namespaces are never touched.
+    async fn clear(&self) -> KvResult<u64>;
+}
+
+/// String conveniences over any [`SecondaryStorage`].
+#[async_trait]
+pub trait SecondaryStorageExt: SecondaryStorage {
+    /// [`SecondaryStorage::get`], decoded as UTF-8; a stored value that is not UTF-8 is an
+    /// [`ErrorKind::UnexpectedData`](crate::ErrorKind::UnexpectedData) error.
+    async fn get_string(&self, key: &str) -> KvResult<Option<String>> {
+        match self.get(key).await? {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes.into()).map(Some).map_err(|e| {
+                KvError::unexpected(format!(
+                    "value of key {key:?} is not UTF-8 (byte {} is invalid)",
+                    e.utf8_error().valid_up_to()
+                ))
+            }),
+        }
+    }
+
+    /// [`SecondaryStorage::set`] with a string value.
+    async fn set_string(&self, key: &str, value: &str, ttl: Option<Duration>) -> KvResult<()> {
+        self.set(key, Bytes::copy_from_slice(value.as_bytes()), ttl)
+            .await
+    }
+}
+
+impl<T: SecondaryStorage + ?Sized> SecondaryStorageExt for T {}
+
+/// Options of a secondary store. Build with [`StorageOptions::builder`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// The key codec (prefix).
+    pub codec: KeyCodec,
+    /// `COUNT` hint of each `SCAN` page, and so the largest `DEL` batch of `clear`.
+    pub scan_count: u32,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            codec: KeyCodec::default(),
+            scan_count: StorageOptions::DEFAULT_SCAN_COUNT,
+        }
+    }
+}
+
+impl StorageOptions {
+    /// Default `SCAN COUNT`: 1000 keys a page.
+    pub const DEFAULT_SCAN_COUNT: u32 = 1000;
+    /// Largest `SCAN COUNT` accepted.
+    pub const MAX_SCAN_COUNT: u32 = 100_000;
+
+    /// Starts options with the default prefix `rustauth:`.
+    pub fn builder() -> StorageOptionsBuilder {
+        StorageOptionsBuilder {
+            prefix: crate::keys::DEFAULT_PREFIX.to_owned(),
+            scan_count: Self::DEFAULT_SCAN_COUNT,
+        }
+    }
+}
+
+/// Builder for [`StorageOptions`].
+#[derive(Debug, Clone)]
+pub struct StorageOptionsBuilder {
+    prefix: String,
+    scan_count: u32,
+}
+
+impl StorageOptionsBuilder {
+    /// Sets the key prefix (default `rustauth:`); validated by `build()`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the `SCAN COUNT` hint (default 1000, 1 to 100 000).
+    pub fn scan_count(mut self, count: u32) -> Self {
+        self.scan_count = count;
+        self
+    }
+
+    /// Validates and builds the options.
+    pub fn build(self) -> KvResult<StorageOptions> {
+        let prefix = Prefix::new(self.prefix)?;
+        if self.scan_count == 0 || self.scan_count > StorageOptions::MAX_SCAN_COUNT {
+            return Err(KvError::invalid_config(format!(
+                "scan count {} is out of range 1..={}",
+                self.scan_count,
+                StorageOptions::MAX_SCAN_COUNT
+            )));
+        }
+        Ok(StorageOptions {
+            codec: KeyCodec::new(prefix),
+            scan_count: self.scan_count,
+        })
+    }
+}
+
+/// Rejects a value larger than [`MAX_VALUE_LEN`] before any I/O.
+pub fn check_value(key: &str, value: &[u8]) -> KvResult<()> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(KvError::invalid_input(format!(
+            "value for key {key:?} is {} bytes; the limit is {MAX_VALUE_LEN}",
+            value.len()
+        )));
+    }
+    Ok(())
+}

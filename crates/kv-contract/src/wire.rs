@@ -1,0 +1,276 @@
+//! The wire layer: commands as argument lists, replies as values, and the [`Connection`]
+//! trait a backend implements to send one and return the other.
+//!
+//! This is what makes "the same bytes from both backends" hold by construction: the
+//! stores in this crate build every [`Command`] (name, key bytes, argument bytes, Lua
+//! text); a backend only sends it with its client and converts the reply into a
+//! [`Reply`]. A Cluster or Sentinel connection is another `Connection`; the stores do not
+//! change.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{ErrorKind, KvError, KvResult};
+use crate::script::Script;
+
+/// One Redis command: its name and its arguments, all as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    name: &'static str,
+    args: Vec<Bytes>,
+    key_index: Option<usize>,
+}
+
+impl Command {
+    /// A command with no arguments yet.
+    pub fn new(name: &'static str) -> Self {
+        Command {
+            name,
+            args: Vec::new(),
+            key_index: None,
+        }
+    }
+
+    /// Appends an argument.
+    pub fn arg(mut self, arg: impl Into<Bytes>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Appends an integer argument in decimal, as Redis expects.
+    pub fn int_arg(self, n: i64) -> Self {
+        self.arg(Bytes::from(n.to_string()))
+    }
+
+    /// Appends a key argument; the first key appended is the one a cluster routes by.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        if self.key_index.is_none() {
+            self.key_index = Some(self.args.len());
+        }
+        self.args.push(key.into());
+        self
+    }
+
+    /// The command name (`GET`, `EVALSHA`, ...).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The arguments after the name.
+    pub fn args(&self) -> &[Bytes] {
+        &self.args
+    }
+
+    /// The key this command is routed by in a cluster, if it has one.
+    pub fn routing_key(&self) -> Option<&[u8]> {
+        self.key_index.map(|i| &self.args[i][..])
+    }
+}
+
+/// A server reply, decoded from RESP2 or RESP3. Error replies are not a `Reply`: the
+/// connection returns them as [`ErrorKind::Server`] errors.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Null bulk string or null array.
+    Nil,
+    /// Integer reply.
+    Int(i64),
+    /// Bulk string reply.
+    Data(Bytes),
+    /// Simple string reply (`OK`, `PONG`, a `TYPE` name).
+    Status(String),
+    /// Array reply (also RESP3 sets; maps flattened to key, value, ...).
+    Array(Vec<Reply>),
+    /// RESP3 double.
+    Double(f64),
+    /// RESP3 boolean.
+    Bool(bool),
+}
+
+impl Reply {
+    /// `None` for `Nil`, the bytes for `Data` or `Status`; anything else is unexpected.
+    pub fn into_opt_bytes(self) -> KvResult<Option<Bytes>> {
+        match self {
+            Reply::Nil => Ok(None),
+            Reply::Data(b) => Ok(Some(b)),
+            Reply::Status(s) => Ok(Some(Bytes::from(s))),
+            other => Err(unexpected("a string or nil", &other)),
+        }
+    }
+
+    /// The integer of an `Int` reply (or of a decimal `Data`/`Status`).
+    pub fn into_int(self) -> KvResult<i64> {
+        match self {
+            Reply::Int(n) => Ok(n),
+            Reply::Bool(b) => Ok(b as i64),
+            Reply::Data(ref b) => std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| unexpected("an integer", &self)),
+            Reply::Status(ref s) => s.parse().ok().ok_or_else(|| unexpected("an integer", &self)),
+            other => Err(unexpected("an integer", &other)),
+        }
+    }
+
+    /// The elements of an `Array` reply (`Nil` reads as empty).
+    pub fn into_array(self) -> KvResult<Vec<Reply>> {
+        match self {
+            Reply::Array(items) => Ok(items),
+            Reply::Nil => Ok(Vec::new()),
+            other => Err(unexpected("an array", &other)),
+        }
+    }
+
+    /// True for any reply but `Nil`: how `SET ... NX` reports that it wrote.
+    pub fn is_some(&self) -> bool {
+        !matches!(self, Reply::Nil)
+    }
+}
+
+fn unexpected(wanted: &str, got: &Reply) -> KvError {
+    let mut shown = format!("{got:?}");
+    shown.truncate(200);
+    KvError::unexpected(format!("expected {wanted} from the server, got {shown}"))
+}
+
+/// Where a SCAN over the whole keyspace stands. Opaque: a cluster connection keeps the
+/// node it is on here as well as that node's cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScanCursor {
+    /// The node being scanned (always 0 on a single server).
+    pub node: usize,
+    /// The server's cursor on that node.
+    pub cursor: u64,
+}
+
+/// One page of a SCAN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    /// The keys of this page (a key may appear on several pages).
+    pub keys: Vec<Bytes>,
+    /// Where to continue, or `None` when the scan is complete.
+    pub next: Option<ScanCursor>,
+}
+
+/// A connection to a Redis-protocol server (or a deployment of them), shared by every
+/// store of a deployment. Backends implement it; stores only call it.
+///
+/// Contract for implementors:
+/// - error replies become [`ErrorKind::Server`] errors whose message starts with the
+///   server's error code (`NOSCRIPT ...`), connection failures [`ErrorKind::Unavailable`],
+///   elapsed command timeouts [`ErrorKind::Timeout`], the client error kept as `source()`;
+/// - a command is sent at most once: never replayed after a connection error, because a
+///   replay of a non-idempotent command (an increment) could apply twice.
+#[async_trait]
+pub trait Connection: Send + Sync + 'static {
+    /// Sends `command` and returns the server's reply.
+    async fn execute(&self, command: Command) -> KvResult<Reply>;
+
+    /// Reads one page of `SCAN cursor MATCH pattern COUNT count`. A single server has one
+    /// node; a cluster connection overrides this to walk every primary in turn.
+    async fn scan_page(&self, from: ScanCursor, pattern: &[u8], count: u32) -> KvResult<ScanPage> {
+        let reply = self
+            .execute(
+                Command::new("SCAN")
+                    .arg(Bytes::from(from.cursor.to_string()))
+                    .arg("MATCH")
+                    .arg(Bytes::copy_from_slice(pattern))
+                    .arg("COUNT")
+                    .int_arg(count.into()),
+            )
+            .await?;
+        let mut parts = reply.into_array()?.into_iter();
+        let (Some(cursor), Some(keys), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(KvError::unexpected("SCAN reply is not [cursor, keys]"));
+        };
+        let cursor = cursor.into_int().and_then(|c| {
+            u64::try_from(c).map_err(|_| KvError::unexpected("negative SCAN cursor"))
+        });
+        // Cursors above i64::MAX arrive as bulk strings that do not parse as i64.
+        let cursor = match cursor {
+            Ok(c) => c,
+            Err(_) => return Err(KvError::unexpected("SCAN cursor is not a 64-bit integer")),
+        };
+        let keys = keys
+            .into_array()?
+            .into_iter()
+            .map(|k| {
+                k.into_opt_bytes()?
+                    .ok_or_else(|| KvError::unexpected("nil key in SCAN reply"))
+            })
+            .collect::<KvResult<Vec<_>>>()?;
+        let next = (cursor != 0).then_some(ScanCursor {
+            node: from.node,
+            cursor,
+        });
+        Ok(ScanPage { keys, next })
+    }
+}
+
+/// Runs `script` with `EVALSHA`; on `NOSCRIPT` (the script cache was flushed or the
+/// server restarted) sends the source with `EVAL` once. That retry is safe: `NOSCRIPT`
+/// means the script did not run. Errors raised by the script become
+/// [`ErrorKind::Script`].
+pub async fn eval(
+    conn: &(impl Connection + ?Sized),
+    script: &Script,
+    keys: &[&[u8]],
+    args: Vec<Bytes>,
+) -> KvResult<Reply> {
+    let build = |name: &'static str, first: Bytes| {
+        let mut cmd = Command::new(name).arg(first).int_arg(keys.len() as i64);
+        for k in keys {
+            cmd = cmd.key(Bytes::copy_from_slice(k));
+        }
+        for a in &args {
+            cmd = cmd.arg(a.clone());
+        }
+        cmd
+    };
+    let sha = Bytes::copy_from_slice(script.sha1().as_bytes());
+    let result = match conn.execute(build("EVALSHA", sha)).await {
+        Err(e) if e.is_noscript() => {
+            tracing::debug!(script = script.name(), "NOSCRIPT: sending the source with EVAL");
+            conn.execute(build("EVAL", Bytes::from_static(script.source().as_bytes())))
+                .await
+        }
+        other => other,
+    };
+    result.map_err(|e| match e.kind() {
+        ErrorKind::Server => KvError::with_source(
+            ErrorKind::Script,
+            format!("{} (script {})", e.message(), script.name()),
+            e,
+        ),
+        _ => e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_records_the_routing_key() {
+        let cmd = Command::new("EVALSHA")
+            .arg("abc")
+            .int_arg(1)
+            .key(Bytes::from_static(b"k1"))
+            .key(Bytes::from_static(b"k2"));
+        assert_eq!(cmd.routing_key(), Some(&b"k1"[..]));
+        assert_eq!(cmd.args().len(), 4);
+        assert_eq!(cmd.args()[1], Bytes::from_static(b"1"));
+        assert_eq!(Command::new("PING").routing_key(), None);
+    }
+
+    #[test]
+    fn reply_conversions() {
+        assert_eq!(Reply::Nil.into_opt_bytes().unwrap(), None);
+        assert_eq!(Reply::Data("7".into()).into_int().unwrap(), 7);
+        assert!(Reply::Data("x".into()).into_int().is_err());
+        assert!(Reply::Int(1).into_opt_bytes().is_err());
+        assert!(Reply::Status("OK".into()).is_some());
+        assert!(!Reply::Nil.is_some());
+    }
+}
