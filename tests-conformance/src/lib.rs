@@ -1,1 +1,71 @@
-//! placeholder
+//! The conformance suite of rustauth-kv: one list of cases, run against the memory store,
+//! rustauth-redis and rustauth-fred on one real Redis server, and against the two mixes
+//! (one client writes, the other reads), checking what the API returns *and* what is
+//! physically stored.
+//!
+//! - [`server`]: starts a real `redis-server` (or uses `RUSTAUTH_REDIS_URL`);
+//! - [`probe`]: a raw connection for checking key bytes, values, `TYPE` and `PTTL`;
+//! - [`context`]: topologies and the per-case stores;
+//! - [`cases`]: the cases, plain async functions;
+//! - [`run`]: runs one case with a timeout, turning a panic into a report with the
+//!   server's log tail.
+//!
+//! Cases are listed once, in [`for_each_storage_case`] and [`for_each_connection_case`];
+//! `tests/it` turns the lists into one `#[tokio::test]` per case and topology, and the
+//! `conformance` binary (behind `cargo xtask conformance`) into a table.
+
+pub mod cases;
+pub mod context;
+pub mod probe;
+pub mod report;
+pub mod run;
+pub mod server;
+
+pub use context::{BackendKind, Ctx, Topology};
+
+/// Calls `$m!` with every storage case as `module::name`. Adding a case is one function
+/// plus one line here.
+#[macro_export]
+macro_rules! for_each_storage_case {
+    ($m:ident) => {
+        $m! {
+            basic::set_get_roundtrip,
+            basic::set_with_ttl,
+            basic::set_ttl_zero_deletes,
+            basic::set_expiry_drop_and_keep,
+            basic::invalid_input_rejected_before_io,
+            basic::delete_reports_existence,
+            basic::set_if_not_exists_rules,
+            basic::take_returns_once,
+            basic::compare_and_set_rules,
+            basic::delete_if_value_rules,
+            basic::get_many_and_delete_many,
+            basic::values_are_binary_safe,
+            basic::script_cache_flush_recovers,
+            atomic::concurrent_set_if_not_exists_creates_once,
+            atomic::concurrent_take_returns_once,
+            atomic::concurrent_compare_and_set_applies_once,
+            namespace::list_keys_sees_only_namespace,
+            namespace::clear_only_namespace,
+            namespace::glob_prefix_is_literal,
+            namespace::prefixes_are_isolated,
+            namespace::clear_200k_keys,
+        }
+    };
+}
+
+/// Calls `$m!` with every connection case (server backends only) as `module::name`.
+#[macro_export]
+macro_rules! for_each_connection_case {
+    ($m:ident) => {
+        $m! {
+            connection::url_forms_reach_the_server,
+            connection::password_auth_and_redaction,
+            connection::rediss_without_tls_feature_is_refused,
+            connection::unreachable_server_fails_fast,
+            connection::hung_server_times_out,
+            connection::reconnects_after_restart,
+            connection::wrong_type_is_a_server_error,
+        }
+    };
+}

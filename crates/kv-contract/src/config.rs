@@ -257,6 +257,20 @@ impl fmt::Debug for ServerAddress {
     }
 }
 
+impl ServerAddress {
+    /// Refuses a TLS address when the backend was built without TLS: a `rediss://` URL
+    /// must never silently connect in plaintext. `backend` names the crate for the message.
+    pub fn check_tls_support(&self, backend: &str, tls_compiled: bool) -> KvResult<()> {
+        if self.tls && !tls_compiled {
+            return Err(KvError::invalid_config(format!(
+                "{self} asks for TLS, but {backend} was built without TLS support: enable its \
+                 `tls-rustls` or `tls-native-tls` feature (refusing to connect in plaintext)"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// How a backend reconnects after the connection breaks: exponential backoff between
 /// `min_delay` and `max_delay`, forever. Commands are never replayed.
 #[non_exhaustive]
@@ -468,6 +482,19 @@ mod tests {
         assert!(!format!("{b:?}").contains("hunter2"));
         assert_eq!(redact_url("redis://u:p@h/0?x=1&pass=p"), "redis://u:***@h/0?x=1&pass=***");
         assert_eq!(redact_url("redis://h"), "redis://h");
+    }
+
+    #[test]
+    fn tls_without_support_is_refused_by_name() {
+        let a = ServerAddress::parse("rediss://:hunter2@h:6380").unwrap();
+        let e = a.check_tls_support("rustauth-redis", false).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig);
+        let text = e.to_string();
+        assert!(text.contains("rediss://:***@h:6380") && text.contains("tls-rustls"), "{text}");
+        assert!(!text.contains("hunter2"));
+        assert!(a.check_tls_support("rustauth-redis", true).is_ok());
+        let plain = ServerAddress::parse("redis://h").unwrap();
+        assert!(plain.check_tls_support("rustauth-redis", false).is_ok());
     }
 
     #[test]

@@ -103,6 +103,27 @@ impl KvError {
         Self::new(ErrorKind::UnexpectedData, message)
     }
 
+    /// The error for an error reply from the server, classified by its code: the
+    /// transient states of a restarting or failing-over server (`LOADING`, `MASTERDOWN`,
+    /// `CLUSTERDOWN`, `TRYAGAIN`, `READONLY` after a failover) are
+    /// [`ErrorKind::Unavailable`]; every other reply is [`ErrorKind::Server`]. Both
+    /// backends use this, so they classify replies identically.
+    pub fn server_reply(reply: impl Into<String>, source: Option<BoxError>) -> Self {
+        let message: String = reply.into();
+        let code = message.split_whitespace().next().unwrap_or("");
+        let kind = match code {
+            "LOADING" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN" | "READONLY" => {
+                ErrorKind::Unavailable
+            }
+            _ => ErrorKind::Server,
+        };
+        KvError {
+            kind,
+            message,
+            source,
+        }
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -155,6 +176,22 @@ mod tests {
         assert_eq!(e.server_code(), None);
         let e = KvError::new(ErrorKind::Timeout, "NOSCRIPT");
         assert_eq!(e.server_code(), None, "only server replies carry a code");
+    }
+
+    #[test]
+    fn server_replies_are_classified_by_code() {
+        let table = [
+            ("NOSCRIPT No matching script", ErrorKind::Server),
+            ("WRONGTYPE Operation against a key", ErrorKind::Server),
+            ("LOADING Redis is loading the dataset", ErrorKind::Unavailable),
+            ("READONLY You can't write against a read only replica.", ErrorKind::Unavailable),
+            ("ERR unknown command 'GETDEL'", ErrorKind::Server),
+        ];
+        for (text, kind) in table {
+            let e = KvError::server_reply(text, None);
+            assert_eq!(e.kind(), kind, "{text}");
+            assert_eq!(e.message(), text);
+        }
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub struct ScanPage {
 /// - a command is sent at most once: never replayed after a connection error, because a
 ///   replay of a non-idempotent command (an increment) could apply twice.
 #[async_trait]
-pub trait Connection: Send + Sync + 'static {
+pub trait Connection: Send + Sync + std::fmt::Debug + 'static {
     /// Sends `command` and returns the server's reply.
     async fn execute(&self, command: Command) -> KvResult<Reply>;
 

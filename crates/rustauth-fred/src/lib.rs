@@ -1,1 +1,245 @@
-//! placeholder
+//! rustauth-kv on [fred](https://docs.rs/fred): a [`Connection`] for kv-contract's stores,
+//! built on one fred `Client` with an explicit reconnect policy and command timeout.
+//!
+//! This crate is glue only. It sends each kv-contract [`Command`] as a fred custom
+//! command and turns the reply frame or error back into kv-contract's types. Keys,
+//! values, TTLs and Lua all come from kv-contract, so this backend and `rustauth-redis`
+//! write the same bytes.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kv_contract::{ConnectionOptions, SecondaryStorage, ServerStorage, StorageOptions};
+//!
+//! # async fn run() -> Result<(), kv_contract::KvError> {
+//! let options = ConnectionOptions::from_url("redis://127.0.0.1:6379")?;
+//! let conn = rustauth_fred::FredConnection::connect(&options).await?;
+//! // One connection, shared by every store of the deployment.
+//! let store = ServerStorage::new(Arc::new(conn), StorageOptions::builder().build()?);
+//! store.set("greeting", "hello".into(), None).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! | feature | effect |
+//! |---|---|
+//! | `tls-rustls` | `rediss://` with rustls (ring provider installed if none is) |
+//! | `tls-native-tls` | `rediss://` with the platform TLS library |
+//!
+//! Without a TLS feature, a `rediss://` URL is refused with
+//! [`ErrorKind::InvalidConfig`](kv_contract::ErrorKind::InvalidConfig): fred itself would
+//! silently connect in plaintext.
+
+use async_trait::async_trait;
+use fred::clients::Client;
+use fred::error::{Error as FredError, ErrorKind as FredKind};
+use fred::interfaces::ClientLike;
+use fred::types::config::{Config, ReconnectPolicy, Server, ServerConfig};
+use fred::types::{ClusterHash, CustomCommand, Resp3Frame, Value};
+use kv_contract::config::Endpoint;
+use kv_contract::{Command, Connection, ConnectionOptions, ErrorKind, KvError, KvResult, Reply};
+
+/// The fred version this crate is built on, re-exported.
+pub use fred;
+
+const TLS_COMPILED: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-tls"));
+
+/// A shared, self-reconnecting connection to one Redis or Valkey server. Cheap to clone;
+/// clones share the connection.
+#[derive(Clone)]
+pub struct FredConnection {
+    client: Client,
+    server: String,
+}
+
+impl std::fmt::Debug for FredConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FredConnection")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FredConnection {
+    /// Connects to the server of `options`, waiting at most its connect timeout.
+    ///
+    /// The client reconnects forever with exponential backoff within the options'
+    /// reconnect delays; `max_command_attempts` is 1, so a command in flight when the
+    /// connection breaks fails instead of being replayed.
+    pub async fn connect(options: &ConnectionOptions) -> KvResult<Self> {
+        let server = options.server.to_string();
+        let address = &options.server;
+        address.check_tls_support("rustauth-fred", TLS_COMPILED)?;
+        let server_config = match &address.endpoint {
+            Endpoint::Tcp { host, port } => ServerConfig::Centralized {
+                server: tcp_server(host, *port, address.tls),
+            },
+            Endpoint::Unix { path } => ServerConfig::Unix { path: path.clone() },
+            other => {
+                return Err(KvError::invalid_config(format!(
+                    "rustauth-fred does not support endpoint {other:?}"
+                )))
+            }
+        };
+        let config = Config {
+            server: server_config,
+            username: address.username.clone(),
+            password: address.password.as_ref().map(|p| p.expose().to_owned()),
+            database: Some(address.database),
+            fail_fast: true,
+            #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+            tls: tls_config(address.tls).map_err(|e| map_error(e, &server))?,
+            ..Config::default()
+        };
+        let reconnect = options.reconnect;
+        let command_timeout = options.command_timeout;
+        let connect_timeout = options.connect_timeout;
+        let client = fred::types::Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = connect_timeout;
+                c.internal_command_timeout = connect_timeout;
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = command_timeout;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(
+                0, // unlimited attempts
+                reconnect.min_delay.as_millis() as u32,
+                reconnect.max_delay.as_millis() as u32,
+                2,
+            ))
+            .build()
+            .map_err(|e| map_error(e, &server))?;
+        let connected = tokio::time::timeout(connect_timeout, client.init()).await;
+        let failure = match connected {
+            Ok(Ok(_task)) => None,
+            Ok(Err(e)) => Some(map_error(e, &server)),
+            Err(_) => Some(KvError::new(
+                ErrorKind::Timeout,
+                format!("connecting to {server} took longer than {connect_timeout:?}"),
+            )),
+        };
+        if let Some(e) = failure {
+            // Stop the client's reconnect loop: nobody holds this client.
+            let _ = tokio::time::timeout(connect_timeout, client.quit()).await;
+            return Err(e);
+        }
+        tracing::debug!(%server, "rustauth-fred connected");
+        Ok(FredConnection { client, server })
+    }
+
+    /// The underlying fred client (for commands rustauth-kv does not wrap).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn tcp_server(host: &str, port: u16, tls: bool) -> Server {
+    #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+    if tls {
+        return Server::new_with_tls(host, port, Some(host.to_owned()));
+    }
+    let _ = tls;
+    Server::new(host, port)
+}
+
+#[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+fn tls_config(tls: bool) -> Result<Option<fred::types::config::TlsConfig>, FredError> {
+    use fred::types::config::TlsConnector;
+    if !tls {
+        return Ok(None);
+    }
+    #[cfg(feature = "tls-rustls")]
+    {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(Some(TlsConnector::default_rustls()?.into()))
+    }
+    #[cfg(not(feature = "tls-rustls"))]
+    {
+        Ok(Some(TlsConnector::default_native_tls()?.into()))
+    }
+}
+
+#[async_trait]
+impl Connection for FredConnection {
+    async fn execute(&self, command: Command) -> KvResult<Reply> {
+        let hash = match command.routing_key() {
+            Some(key) => ClusterHash::Custom(fred::util::redis_keyslot(key)),
+            None => ClusterHash::Random,
+        };
+        let cmd = CustomCommand::new_static(command.name(), hash, false);
+        let args: Vec<Value> = command.args().iter().cloned().map(Value::Bytes).collect();
+        match self.client.custom_raw(cmd, args).await {
+            Ok(frame) => into_reply(frame),
+            Err(e) => Err(map_error(e, &self.server)),
+        }
+    }
+}
+
+fn into_reply(frame: Resp3Frame) -> KvResult<Reply> {
+    Ok(match frame {
+        Resp3Frame::Null => Reply::Nil,
+        Resp3Frame::Number { data, .. } => Reply::Int(data),
+        Resp3Frame::BlobString { data, .. } | Resp3Frame::VerbatimString { data, .. } => {
+            Reply::Data(data)
+        }
+        Resp3Frame::SimpleString { data, .. } => {
+            Reply::Status(String::from_utf8_lossy(&data).into_owned())
+        }
+        Resp3Frame::Array { data, .. } | Resp3Frame::Push { data, .. } => {
+            Reply::Array(data.into_iter().map(into_reply).collect::<KvResult<_>>()?)
+        }
+        Resp3Frame::Set { data, .. } => {
+            Reply::Array(data.into_iter().map(into_reply).collect::<KvResult<_>>()?)
+        }
+        Resp3Frame::Map { data, .. } => {
+            let mut flat = Vec::with_capacity(data.len() * 2);
+            for (k, v) in data {
+                flat.push(into_reply(k)?);
+                flat.push(into_reply(v)?);
+            }
+            Reply::Array(flat)
+        }
+        Resp3Frame::Double { data, .. } => Reply::Double(data),
+        Resp3Frame::Boolean { data, .. } => Reply::Bool(data),
+        Resp3Frame::BigNumber { data, .. } => Reply::Data(data),
+        Resp3Frame::SimpleError { data, .. } => {
+            return Err(KvError::server_reply(data.to_string(), None))
+        }
+        Resp3Frame::BlobError { data, .. } => {
+            return Err(KvError::server_reply(
+                String::from_utf8_lossy(&data).into_owned(),
+                None,
+            ))
+        }
+        other => {
+            return Err(KvError::unexpected(format!(
+                "unsupported reply frame from the server: {other:?}"
+            )))
+        }
+    })
+}
+
+/// Converts a fred error into kv-contract's error, keeping it as `source()`.
+fn map_error(e: FredError, server: &str) -> KvError {
+    let kind = match e.kind() {
+        FredKind::Timeout => ErrorKind::Timeout,
+        FredKind::IO | FredKind::Canceled | FredKind::Backpressure | FredKind::Cluster => {
+            ErrorKind::Unavailable
+        }
+        FredKind::Config | FredKind::Url => ErrorKind::InvalidConfig,
+        FredKind::Protocol | FredKind::Parse => ErrorKind::UnexpectedData,
+        // Error replies from the server arrive as these kinds with the reply as details.
+        FredKind::Unknown | FredKind::InvalidArgument | FredKind::InvalidCommand | FredKind::Auth => {
+            let details = e.details().to_owned();
+            return KvError::server_reply(details, Some(Box::new(e)));
+        }
+        _ => ErrorKind::Unavailable,
+    };
+    let message = match kind {
+        ErrorKind::Timeout => format!("{server} did not answer in time"),
+        ErrorKind::Unavailable => format!("cannot reach {server}"),
+        _ => format!("{server}: {}", e.details()),
+    };
+    KvError::with_source(kind, message, e)
+}

@@ -1,1 +1,202 @@
-//! placeholder
+//! rustauth-kv on [redis-rs](https://docs.rs/redis): a [`Connection`] for kv-contract's
+//! stores, built on redis-rs's `ConnectionManager`.
+//!
+//! This crate is glue only. It turns a kv-contract [`Command`] into a `redis::Cmd`, sends
+//! it on one multiplexed connection that reconnects by itself, and turns the reply or
+//! error back into kv-contract's types. Keys, values, TTLs and Lua all come from
+//! kv-contract, so this backend and `rustauth-fred` write the same bytes.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kv_contract::{ConnectionOptions, SecondaryStorage, ServerStorage, StorageOptions};
+//!
+//! # async fn run() -> Result<(), kv_contract::KvError> {
+//! let options = ConnectionOptions::from_url("redis://127.0.0.1:6379")?;
+//! let conn = rustauth_redis::RedisConnection::connect(&options).await?;
+//! // One connection, shared by every store of the deployment.
+//! let store = ServerStorage::new(Arc::new(conn), StorageOptions::builder().build()?);
+//! store.set("greeting", "hello".into(), None).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! | feature | effect |
+//! |---|---|
+//! | `tls-rustls` | `rediss://` with rustls (ring provider installed if none is) |
+//! | `tls-native-tls` | `rediss://` with the platform TLS library |
+//!
+//! Without a TLS feature, a `rediss://` URL is refused with
+//! [`ErrorKind::InvalidConfig`](kv_contract::ErrorKind::InvalidConfig).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use kv_contract::config::Endpoint;
+use kv_contract::{Command, Connection, ConnectionOptions, ErrorKind, KvError, KvResult, Reply};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
+
+/// The redis-rs version this crate is built on, re-exported.
+pub use redis;
+
+const TLS_COMPILED: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-tls"));
+
+/// A shared, self-reconnecting connection to one Redis or Valkey server. Cheap to clone;
+/// clones share the connection.
+#[derive(Clone)]
+pub struct RedisConnection {
+    manager: ConnectionManager,
+    server: String,
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConnection")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConnection {
+    /// Connects to the server of `options`, waiting at most its connect timeout.
+    ///
+    /// The connection reconnects by itself (exponential backoff within the options'
+    /// reconnect delays); a command that fails because the connection broke is returned
+    /// as an error, never replayed.
+    pub async fn connect(options: &ConnectionOptions) -> KvResult<Self> {
+        let server = options.server.to_string();
+        options
+            .server
+            .check_tls_support("rustauth-redis", TLS_COMPILED)?;
+        #[cfg(feature = "tls-rustls")]
+        {
+            // redis-rs's rustls needs a process-wide crypto provider; install ring's unless
+            // the application installed one already.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let addr = match &options.server.endpoint {
+            Endpoint::Tcp { host, port } if options.server.tls => ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: false,
+                tls_params: None,
+            },
+            Endpoint::Tcp { host, port } => ConnectionAddr::Tcp(host.clone(), *port),
+            Endpoint::Unix { path } => ConnectionAddr::Unix(path.clone()),
+            other => {
+                return Err(KvError::invalid_config(format!(
+                    "rustauth-redis does not support endpoint {other:?}"
+                )))
+            }
+        };
+        let mut redis_info = RedisConnectionInfo::default().set_db(options.server.database.into());
+        if let Some(user) = &options.server.username {
+            redis_info = redis_info.set_username(user);
+        }
+        if let Some(password) = &options.server.password {
+            redis_info = redis_info.set_password(password.expose());
+        }
+        let info = addr
+            .into_connection_info()
+            .map_err(|e| map_error(e, &server))?
+            .set_redis_settings(redis_info);
+        let client = redis::Client::open(info).map_err(|e| map_error(e, &server))?;
+        let reconnect = options.reconnect;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.command_timeout))
+            .set_min_delay(reconnect.min_delay)
+            .set_max_delay(reconnect.max_delay)
+            .set_number_of_retries(1);
+        let manager = tokio::time::timeout(
+            options.connect_timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| {
+            KvError::new(
+                ErrorKind::Timeout,
+                format!("connecting to {server} took longer than {:?}", options.connect_timeout),
+            )
+        })?
+        .map_err(|e| map_error(e, &server))?;
+        tracing::debug!(%server, "rustauth-redis connected");
+        Ok(RedisConnection { manager, server })
+    }
+}
+
+#[async_trait]
+impl Connection for RedisConnection {
+    async fn execute(&self, command: Command) -> KvResult<Reply> {
+        let mut cmd = redis::cmd(command.name());
+        for arg in command.args() {
+            cmd.arg(&arg[..]);
+        }
+        let mut manager = self.manager.clone();
+        match manager.send_packed_command(&cmd).await {
+            Ok(value) => into_reply(value),
+            Err(e) => Err(map_error(e, &self.server)),
+        }
+    }
+}
+
+fn into_reply(value: Value) -> KvResult<Reply> {
+    Ok(match value {
+        Value::Nil => Reply::Nil,
+        Value::Int(n) => Reply::Int(n),
+        Value::BulkString(b) => Reply::Data(Bytes::from(b)),
+        Value::SimpleString(s) => Reply::Status(s),
+        Value::Okay => Reply::Status("OK".to_owned()),
+        Value::Array(items) | Value::Set(items) => {
+            Reply::Array(items.into_iter().map(into_reply).collect::<KvResult<_>>()?)
+        }
+        Value::Map(pairs) => {
+            let mut flat = Vec::with_capacity(pairs.len() * 2);
+            for (k, v) in pairs {
+                flat.push(into_reply(k)?);
+                flat.push(into_reply(v)?);
+            }
+            Reply::Array(flat)
+        }
+        Value::Attribute { data, .. } => into_reply(*data)?,
+        Value::Double(d) => Reply::Double(d),
+        Value::Boolean(b) => Reply::Bool(b),
+        Value::VerbatimString { text, .. } => Reply::Data(Bytes::from(text)),
+        Value::ServerError(e) => {
+            let text = match e.details() {
+                Some(d) => format!("{} {d}", e.code()),
+                None => e.code().to_owned(),
+            };
+            return Err(KvError::server_reply(text, None));
+        }
+        other => {
+            return Err(KvError::unexpected(format!(
+                "unsupported reply type from the server: {other:?}"
+            )))
+        }
+    })
+}
+
+/// Converts a redis-rs error into kv-contract's error, keeping it as `source()`.
+fn map_error(e: redis::RedisError, server: &str) -> KvError {
+    if e.is_timeout() {
+        return KvError::with_source(ErrorKind::Timeout, format!("{server} did not answer in time"), e);
+    }
+    if let Some(code) = e.code() {
+        let text = match e.detail() {
+            Some(d) => format!("{code} {d}"),
+            None => code.to_owned(),
+        };
+        return KvError::server_reply(text, Some(Box::new(e)));
+    }
+    let kind = match e.kind() {
+        redis::ErrorKind::InvalidClientConfig => ErrorKind::InvalidConfig,
+        redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => ErrorKind::UnexpectedData,
+        redis::ErrorKind::AuthenticationFailed => ErrorKind::Server,
+        _ => ErrorKind::Unavailable,
+    };
+    let message = match kind {
+        ErrorKind::Unavailable => format!("cannot reach {server}"),
+        _ => format!("{server}: {}", e.category()),
+    };
+    KvError::with_source(kind, message, e)
+}

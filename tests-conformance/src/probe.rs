@@ -1,0 +1,189 @@
+//! A raw view of what is physically stored, independent of the backends under test: a
+//! plain redis-rs connection for servers, the keyspace itself for memory.
+//!
+//! Cases assert through it the exact key bytes, value bytes, `TYPE` and `PTTL`, not only
+//! what the API returns.
+
+use kv_contract::memory::MemoryKeyspace;
+use kv_contract::Bytes;
+use redis::aio::MultiplexedConnection;
+use std::time::Duration;
+
+/// A raw connection to where a backend stores its data.
+#[derive(Clone)]
+pub enum Probe {
+    /// A server, through redis-rs's plain multiplexed connection (no rustauth code).
+    Server(MultiplexedConnection),
+    /// The memory keyspace.
+    Memory(MemoryKeyspace),
+}
+
+/// `PTTL` of a key: missing, no expiry, or milliseconds left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pttl {
+    /// The key does not exist (`-2`).
+    Missing,
+    /// The key has no expiry (`-1`).
+    Persistent,
+    /// Milliseconds left.
+    Ms(u64),
+}
+
+impl Probe {
+    /// A probe on the server at `url`.
+    pub async fn connect(url: &str) -> Self {
+        let client = redis::Client::open(url).expect("probe URL");
+        Probe::Server(
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap_or_else(|e| panic!("probe cannot connect to {url}: {e}")),
+        )
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        match self {
+            Probe::Server(c) => cmd
+                .query_async(&mut c.clone())
+                .await
+                .unwrap_or_else(|e| panic!("probe command failed: {e}")),
+            Probe::Memory(_) => unreachable!("server-only probe call"),
+        }
+    }
+
+    /// The stored bytes under a physical key.
+    pub async fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Probe::Memory(ks) => ks.inspect(key).map(|e| e.value.to_vec()),
+            Probe::Server(_) => self.query(redis::cmd("GET").arg(key)).await,
+        }
+    }
+
+    /// `PTTL` of a physical key.
+    pub async fn pttl(&self, key: &[u8]) -> Pttl {
+        let raw: i64 = match self {
+            Probe::Memory(ks) => match ks.inspect(key) {
+                None => -2,
+                Some(e) => e.pttl_ms.map_or(-1, |ms| ms as i64),
+            },
+            Probe::Server(_) => self.query(redis::cmd("PTTL").arg(key)).await,
+        };
+        match raw {
+            -2 => Pttl::Missing,
+            -1 => Pttl::Persistent,
+            ms => Pttl::Ms(ms as u64),
+        }
+    }
+
+    /// `TYPE` of a physical key (`string`, `none`, ...).
+    pub async fn key_type(&self, key: &[u8]) -> String {
+        match self {
+            Probe::Memory(ks) => {
+                if ks.inspect(key).is_some() { "string" } else { "none" }.to_owned()
+            }
+            Probe::Server(_) => {
+                let v: redis::Value = self.query(redis::cmd("TYPE").arg(key)).await;
+                match v {
+                    redis::Value::SimpleString(s) => s,
+                    redis::Value::Okay => "OK".into(),
+                    other => format!("{other:?}"),
+                }
+            }
+        }
+    }
+
+    /// Writes a physical key directly (to place keys outside a store's namespace).
+    pub async fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) {
+        match self {
+            Probe::Memory(ks) => ks.insert_raw(key, Bytes::copy_from_slice(value), ttl),
+            Probe::Server(_) => {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(key).arg(value);
+                if let Some(t) = ttl {
+                    cmd.arg("PX").arg(t.as_millis() as u64);
+                }
+                let _: () = self.query(&cmd).await;
+            }
+        }
+    }
+
+    /// Writes many physical keys without expiry, pipelined in chunks.
+    pub async fn set_many(&self, pairs: impl Iterator<Item = (Vec<u8>, Vec<u8>)>) {
+        match self {
+            Probe::Memory(ks) => {
+                for (k, v) in pairs {
+                    ks.insert_raw(&k, Bytes::from(v), None);
+                }
+            }
+            Probe::Server(c) => {
+                let mut pipe = redis::pipe();
+                let mut n = 0;
+                for (k, v) in pairs {
+                    pipe.cmd("SET").arg(k).arg(v).ignore();
+                    n += 1;
+                    if n % 10_000 == 0 {
+                        let _: () = pipe.query_async(&mut c.clone()).await.expect("pipeline");
+                        pipe = redis::pipe();
+                    }
+                }
+                if n % 10_000 != 0 {
+                    let _: () = pipe.query_async(&mut c.clone()).await.expect("pipeline");
+                }
+            }
+        }
+    }
+
+    /// Every physical key starting with `prefix` (filtered here byte by byte, so the
+    /// check does not rely on the glob escaping under test).
+    pub async fn keys_with_prefix(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
+        let mut keys = match self {
+            Probe::Memory(ks) => ks.physical_keys(),
+            Probe::Server(c) => {
+                let mut out = Vec::new();
+                let mut cursor: u64 = 0;
+                // MATCH on the first byte only would still be a glob; scan everything
+                // under a literal-safe pattern and filter below.
+                let head: Vec<u8> = prefix
+                    .iter()
+                    .take_while(|b| b.is_ascii_alphanumeric())
+                    .copied()
+                    .collect();
+                let mut pattern = head;
+                pattern.push(b'*');
+                loop {
+                    let (next, page): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(5000)
+                        .query_async(&mut c.clone())
+                        .await
+                        .expect("SCAN");
+                    out.extend(page);
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+                out
+            }
+        };
+        keys.retain(|k| k.starts_with(prefix));
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// `SCRIPT FLUSH` (a no-op for memory, which has no script cache).
+    pub async fn script_flush(&self) {
+        if let Probe::Server(_) = self {
+            let _: () = self.query(redis::cmd("SCRIPT").arg("FLUSH")).await;
+        }
+    }
+
+    /// Whether this probe looks at a real server.
+    pub fn is_server(&self) -> bool {
+        matches!(self, Probe::Server(_))
+    }
+}

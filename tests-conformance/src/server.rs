@@ -1,0 +1,288 @@
+//! A real `redis-server` for tests: free loopback port, temp dir, snapshots off, log kept,
+//! killed on drop — and killed even if the test process dies without dropping it.
+//!
+//! The server runs under a small `sh` watchdog whose stdin is a pipe held by this
+//! process: when the pipe closes (drop, normal exit, or a crash), the watchdog kills the
+//! server. So a server kept in a `static` for a whole test binary never outlives it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The environment variable naming an existing server to test against instead of
+/// starting one.
+pub const URL_ENV: &str = "RUSTAUTH_REDIS_URL";
+/// The environment variable naming the `redis-server` binary (default: from `PATH`).
+pub const BIN_ENV: &str = "REDIS_SERVER_BIN";
+
+/// How to get a server, for failure messages.
+pub const HOW_TO_PROVIDE: &str = "install one (`apt-get install -y redis-server`, or set \
+REDIS_SERVER_BIN to its path) or point RUSTAUTH_REDIS_URL at a running Redis >= 6.2 \
+(e.g. RUSTAUTH_REDIS_URL=redis://127.0.0.1:6379)";
+
+/// Extra configuration for a server started by the tests.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// `requirepass`, if any.
+    pub password: Option<String>,
+    /// Use this port instead of a free one (to restart a server where it was).
+    pub port: Option<u16>,
+}
+
+/// A `redis-server` process started by the tests.
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    pid: u32,
+    watchdog: Child,
+    stdin: Option<ChildStdin>,
+    config: ServerConfig,
+}
+
+impl std::fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisServer(127.0.0.1:{}, pid {})", self.port, self.pid)
+    }
+}
+
+/// The `redis-server` binary, or an error saying how to provide one.
+pub fn server_binary() -> Result<PathBuf, String> {
+    if let Ok(bin) = std::env::var(BIN_ENV) {
+        return Ok(PathBuf::from(bin));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("redis-server"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("no redis-server binary on PATH: {HOW_TO_PROVIDE}"))
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl RedisServer {
+    /// Starts a server with default configuration.
+    pub fn start() -> Result<Self, String> {
+        Self::start_with(ServerConfig::default())
+    }
+
+    /// Starts a server; retries on a fresh port if the chosen one was taken meanwhile.
+    pub fn start_with(config: ServerConfig) -> Result<Self, String> {
+        let bin = server_binary()?;
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::spawn(&bin, &config) {
+                Ok(s) => return Ok(s),
+                Err(e) if config.port.is_none() => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    fn spawn(bin: &Path, config: &ServerConfig) -> Result<Self, String> {
+        let port = match config.port {
+            Some(p) => p,
+            None => free_port().map_err(|e| format!("no free loopback port: {e}"))?,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("rustauth-redis-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let mut args: Vec<String> = [
+            "--port", &port.to_string(),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--dir", &dir.path().display().to_string(),
+            "--logfile", &dir.path().join("redis.log").display().to_string(),
+            "--pidfile", &dir.path().join("redis.pid").display().to_string(),
+            "--unixsocket", &dir.path().join("redis.sock").display().to_string(),
+            "--unixsocketperm", "700",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(pw) = &config.password {
+            args.extend(["--requirepass".to_owned(), pw.clone()]);
+        }
+        // The watchdog: start the server, wait for stdin to close, kill the server.
+        let script = r#""$0" "$@" & pid=$!; echo "$pid"; cat >/dev/null; kill "$pid" 2>/dev/null; wait "$pid""#;
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(bin)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let stdin = watchdog.stdin.take();
+        let mut out = BufReader::new(watchdog.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line)
+            .map_err(|e| format!("watchdog did not report the server pid: {e}"))?;
+        let pid: u32 = line
+            .trim()
+            .parse()
+            .map_err(|_| format!("watchdog printed {line:?} instead of a pid"))?;
+        let server = RedisServer {
+            port,
+            dir,
+            pid,
+            watchdog,
+            stdin,
+            config: config.clone(),
+        };
+        server.wait_ready(Duration::from_secs(10))?;
+        Ok(server)
+    }
+
+    fn wait_ready(&self, limit: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        let auth = match &self.config.password {
+            Some(pw) => format!("AUTH {pw}\r\n"),
+            None => String::new(),
+        };
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let _ = s.write_all(format!("{auth}PING\r\n").as_bytes());
+                let mut buf = [0u8; 64];
+                let mut got = Vec::new();
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if got.windows(5).any(|w| w == b"+PONG") {
+                        return Ok(());
+                    }
+                }
+            }
+            if start.elapsed() > limit {
+                return Err(format!(
+                    "redis-server on 127.0.0.1:{} did not answer PING within {limit:?}; log:\n{}",
+                    self.port,
+                    self.log_tail(20)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's process id (for SIGSTOP / SIGKILL in fault tests).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// `redis://127.0.0.1:{port}` (with the password, if any).
+    pub fn url(&self) -> String {
+        match &self.config.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The Unix socket's path.
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    /// The last `lines` lines of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Sends a signal to the server process (`STOP`, `CONT`, `KILL`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid.to_string())
+            .status();
+        assert!(
+            matches!(status, Ok(s) if s.success()),
+            "kill -{signal} {} failed: {status:?}",
+            self.pid
+        );
+    }
+
+    /// Stops the server (SIGKILL: no clean shutdown) and waits until it is gone.
+    pub fn kill(mut self) -> ServerConfig {
+        let mut config = self.config.clone();
+        config.port = Some(self.port);
+        self.shutdown();
+        config
+    }
+
+    fn shutdown(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.pid.to_string())
+            .status();
+        self.stdin.take();
+        let _ = self.watchdog.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Where the storage tests find their server.
+#[derive(Debug)]
+pub enum SharedServer {
+    /// A server started by this process, for its whole life.
+    Own(RedisServer),
+    /// A server named by `RUSTAUTH_REDIS_URL`.
+    External(String),
+}
+
+impl SharedServer {
+    /// The URL to connect to.
+    pub fn url(&self) -> String {
+        match self {
+            SharedServer::Own(s) => s.url(),
+            SharedServer::External(url) => url.clone(),
+        }
+    }
+
+    /// The server's log tail, when this process started it.
+    pub fn log_tail(&self) -> Option<String> {
+        match self {
+            SharedServer::Own(s) => Some(s.log_tail(30)),
+            SharedServer::External(_) => None,
+        }
+    }
+}
+
+static SHARED: OnceLock<Result<SharedServer, String>> = OnceLock::new();
+
+/// The server shared by all storage cases of this process: `RUSTAUTH_REDIS_URL` when set,
+/// otherwise one started on first use. Panics, saying how to provide one, when neither
+/// works: a test that needs Redis never skips.
+pub fn shared() -> &'static SharedServer {
+    let result = SHARED.get_or_init(|| match std::env::var(URL_ENV) {
+        Ok(url) if !url.is_empty() => Ok(SharedServer::External(url)),
+        _ => RedisServer::start().map(SharedServer::Own),
+    });
+    match result {
+        Ok(s) => s,
+        Err(e) => panic!("this test needs a Redis server and could not get one: {e}"),
+    }
+}
