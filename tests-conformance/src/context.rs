@@ -41,9 +41,14 @@ impl BackendKind {
     }
 
     /// Connects this backend (a server backend) with `options`.
-    pub async fn connect(self, options: &ConnectionOptions) -> kv_contract::KvResult<SharedConnection> {
+    pub async fn connect(
+        self,
+        options: &ConnectionOptions,
+    ) -> kv_contract::KvResult<SharedConnection> {
         Ok(match self {
-            BackendKind::Redis => Arc::new(rustauth_redis::RedisConnection::connect(options).await?),
+            BackendKind::Redis => {
+                Arc::new(rustauth_redis::RedisConnection::connect(options).await?)
+            }
             BackendKind::Fred => Arc::new(rustauth_fred::FredConnection::connect(options).await?),
             BackendKind::Memory => panic!("the memory backend has no connection"),
         })
@@ -61,15 +66,30 @@ pub struct Topology {
 
 impl Topology {
     /// Memory only.
-    pub const MEMORY: Topology = Topology { a: BackendKind::Memory, b: BackendKind::Memory };
+    pub const MEMORY: Topology = Topology {
+        a: BackendKind::Memory,
+        b: BackendKind::Memory,
+    };
     /// redis-rs only.
-    pub const REDIS: Topology = Topology { a: BackendKind::Redis, b: BackendKind::Redis };
+    pub const REDIS: Topology = Topology {
+        a: BackendKind::Redis,
+        b: BackendKind::Redis,
+    };
     /// fred only.
-    pub const FRED: Topology = Topology { a: BackendKind::Fred, b: BackendKind::Fred };
+    pub const FRED: Topology = Topology {
+        a: BackendKind::Fred,
+        b: BackendKind::Fred,
+    };
     /// redis-rs writes, fred reads.
-    pub const REDIS_FRED: Topology = Topology { a: BackendKind::Redis, b: BackendKind::Fred };
+    pub const REDIS_FRED: Topology = Topology {
+        a: BackendKind::Redis,
+        b: BackendKind::Fred,
+    };
     /// fred writes, redis-rs reads.
-    pub const FRED_REDIS: Topology = Topology { a: BackendKind::Fred, b: BackendKind::Redis };
+    pub const FRED_REDIS: Topology = Topology {
+        a: BackendKind::Fred,
+        b: BackendKind::Redis,
+    };
 
     /// Every topology, in table order.
     pub const ALL: [Topology; 5] = [
@@ -148,14 +168,20 @@ impl Ctx {
             let url = server::shared().url();
             let conn_options = ConnectionOptions::from_url(&url).expect("server URL");
             let a = topology.a.connect(&conn_options).await.unwrap_or_else(|e| {
-                panic!("{} cannot connect to {}: {e}", topology.a.name(), kv_contract::config::redact_url(&url))
+                panic!(
+                    "{} cannot connect to {}: {e}",
+                    topology.a.name(),
+                    kv_contract::config::redact_url(&url)
+                )
             });
             let b = if topology.b == topology.a {
                 a.clone()
             } else {
-                topology.b.connect(&conn_options).await.unwrap_or_else(|e| {
-                    panic!("{} cannot connect: {e}", topology.b.name())
-                })
+                topology
+                    .b
+                    .connect(&conn_options)
+                    .await
+                    .unwrap_or_else(|e| panic!("{} cannot connect: {e}", topology.b.name()))
             };
             (Place::Server { a, b }, Probe::connect(&url).await)
         } else {
@@ -203,12 +229,17 @@ impl Ctx {
 
     /// The physical key of a logical secondary key.
     pub fn physical(&self, logical: &str) -> Vec<u8> {
-        self.codec().key(Namespace::Secondary, logical).expect("valid key")
+        self.codec()
+            .key(Namespace::Secondary, logical)
+            .expect("valid key")
     }
 
     /// Options with another prefix (built from this case's own, so still unique).
     pub fn options_with_prefix(&self, prefix: &str) -> StorageOptions {
-        StorageOptions::builder().prefix(prefix).build().expect("valid prefix")
+        StorageOptions::builder()
+            .prefix(prefix)
+            .build()
+            .expect("valid prefix")
     }
 
     /// The shared server's log tail, if this process started it (for failure reports).

@@ -61,7 +61,7 @@ macro_rules! for_each_connection_case {
         $m! {
             connection::url_forms_reach_the_server,
             connection::password_auth_and_redaction,
-            connection::rediss_without_tls_feature_is_refused,
+            connection::rediss_needs_a_tls_feature,
             connection::unreachable_server_fails_fast,
             connection::hung_server_times_out,
             connection::reconnects_after_restart,

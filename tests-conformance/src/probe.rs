@@ -78,9 +78,12 @@ impl Probe {
     /// `TYPE` of a physical key (`string`, `none`, ...).
     pub async fn key_type(&self, key: &[u8]) -> String {
         match self {
-            Probe::Memory(ks) => {
-                if ks.inspect(key).is_some() { "string" } else { "none" }.to_owned()
+            Probe::Memory(ks) => if ks.inspect(key).is_some() {
+                "string"
+            } else {
+                "none"
             }
+            .to_owned(),
             Probe::Server(_) => {
                 let v: redis::Value = self.query(redis::cmd("TYPE").arg(key)).await;
                 match v {

@@ -7,7 +7,10 @@ static METRICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Records one measurement line.
 pub fn metric(line: impl Into<String>) {
-    METRICS.lock().unwrap_or_else(|p| p.into_inner()).push(line.into());
+    METRICS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(line.into());
 }
 
 /// Takes every recorded line.

@@ -47,7 +47,10 @@ fn panic_text(e: tokio::task::JoinError) -> String {
     }
 }
 
-async fn run(fut: CaseFuture, log_tail: impl FnOnce() -> Option<String>) -> Result<Duration, String> {
+async fn run(
+    fut: CaseFuture,
+    log_tail: impl FnOnce() -> Option<String>,
+) -> Result<Duration, String> {
     let started = Instant::now();
     let outcome = tokio::time::timeout(CASE_TIMEOUT, tokio::spawn(fut)).await;
     let error = match outcome {
@@ -62,13 +65,23 @@ async fn run(fut: CaseFuture, log_tail: impl FnOnce() -> Option<String>) -> Resu
 }
 
 /// Runs a storage case on `topology`; its duration, or the failure text.
-pub async fn storage(topology: Topology, name: &str, case: StorageCase) -> Result<Duration, String> {
+pub async fn storage(
+    topology: Topology,
+    name: &str,
+    case: StorageCase,
+) -> Result<Duration, String> {
     let name = name.to_owned();
     let fut: CaseFuture = Box::pin(async move {
         let ctx = Ctx::new(topology, &name).await;
         case(ctx).await
     });
-    run(fut, || topology.needs_server().then(|| server::shared().log_tail()).flatten()).await
+    run(fut, || {
+        topology
+            .needs_server()
+            .then(|| server::shared().log_tail())
+            .flatten()
+    })
+    .await
 }
 
 /// Runs a connection case for `backend`; its duration, or the failure text.

@@ -94,16 +94,26 @@ impl RedisServer {
             .tempdir()
             .map_err(|e| format!("cannot create a temp dir: {e}"))?;
         let mut args: Vec<String> = [
-            "--port", &port.to_string(),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--dir", &dir.path().display().to_string(),
-            "--logfile", &dir.path().join("redis.log").display().to_string(),
-            "--pidfile", &dir.path().join("redis.pid").display().to_string(),
-            "--unixsocket", &dir.path().join("redis.sock").display().to_string(),
-            "--unixsocketperm", "700",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            &dir.path().display().to_string(),
+            "--logfile",
+            &dir.path().join("redis.log").display().to_string(),
+            "--pidfile",
+            &dir.path().join("redis.pid").display().to_string(),
+            "--unixsocket",
+            &dir.path().join("redis.sock").display().to_string(),
+            "--unixsocketperm",
+            "700",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -273,15 +283,28 @@ impl SharedServer {
 
 static SHARED: OnceLock<Result<SharedServer, String>> = OnceLock::new();
 
-/// The server shared by all storage cases of this process: `RUSTAUTH_REDIS_URL` when set,
-/// otherwise one started on first use. Panics, saying how to provide one, when neither
-/// works: a test that needs Redis never skips.
+/// Makes `url` the shared server of this process (the runner's `--url`). Has no effect
+/// once the shared server was chosen.
+pub fn use_url(url: &str) {
+    let _ = SHARED.set(Ok(SharedServer::External(url.to_owned())));
+}
+
+/// The server shared by all storage cases of this process: the one given to [`use_url`],
+/// else `RUSTAUTH_REDIS_URL` when set, else one started on first use.
+pub fn try_shared() -> Result<&'static SharedServer, String> {
+    SHARED
+        .get_or_init(|| match std::env::var(URL_ENV) {
+            Ok(url) if !url.is_empty() => Ok(SharedServer::External(url)),
+            _ => RedisServer::start().map(SharedServer::Own),
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// [`try_shared`], panicking with how to provide a server when there is none: a test
+/// that needs Redis never skips.
 pub fn shared() -> &'static SharedServer {
-    let result = SHARED.get_or_init(|| match std::env::var(URL_ENV) {
-        Ok(url) if !url.is_empty() => Ok(SharedServer::External(url)),
-        _ => RedisServer::start().map(SharedServer::Own),
-    });
-    match result {
+    match try_shared() {
         Ok(s) => s,
         Err(e) => panic!("this test needs a Redis server and could not get one: {e}"),
     }

@@ -85,8 +85,9 @@ impl ServerAddress {
     /// Parses a server URL. Errors quote the URL with its password redacted.
     pub fn parse(url: &str) -> KvResult<Self> {
         let shown = redact_url(url);
-        let parsed = Url::parse(url)
-            .map_err(|e| KvError::invalid_config(format!("cannot parse server URL {shown}: {e}")))?;
+        let parsed = Url::parse(url).map_err(|e| {
+            KvError::invalid_config(format!("cannot parse server URL {shown}: {e}"))
+        })?;
         let mut username = match parsed.username() {
             "" => None,
             u => Some(percent_decode(u, &shown)?),
@@ -197,7 +198,12 @@ pub fn redact_url(url: &str) -> String {
             } else {
                 user.to_owned()
             };
-            format!("{}://{}@{}", &url[..scheme_end], masked, &authority[at + 1..])
+            format!(
+                "{}://{}@{}",
+                &url[..scheme_end],
+                masked,
+                &authority[at + 1..]
+            )
         }
         None => format!("{}://{}", &url[..scheme_end], authority),
     };
@@ -245,7 +251,12 @@ impl fmt::Display for ServerAddress {
                 write!(f, "{scheme}://{auth}{host}:{port}/{}", self.database)
             }
             Endpoint::Unix { path } => {
-                write!(f, "redis+unix://{auth}{}?db={}", path.display(), self.database)
+                write!(
+                    f,
+                    "redis+unix://{auth}{}?db={}",
+                    path.display(),
+                    self.database
+                )
             }
         }
     }
@@ -390,7 +401,10 @@ impl ConnectionOptionsBuilder {
             }
         }
         let r = self.reconnect;
-        if r.min_delay.is_zero() || r.min_delay > r.max_delay || r.max_delay > ConnectionOptions::MAX_TIMEOUT {
+        if r.min_delay.is_zero()
+            || r.min_delay > r.max_delay
+            || r.max_delay > ConnectionOptions::MAX_TIMEOUT
+        {
             return Err(KvError::invalid_config(format!(
                 "reconnect delays {:?}..{:?} are invalid: need 0 < min <= max <= {:?}",
                 r.min_delay,
@@ -418,28 +432,84 @@ mod tests {
         }
     }
 
+    /// URL, endpoint, TLS, user, password, database.
+    type UrlCase<'a> = (
+        &'a str,
+        Endpoint,
+        bool,
+        Option<&'a str>,
+        Option<&'a str>,
+        u8,
+    );
+
     #[test]
     fn url_table() {
-        let cases: &[(&str, Endpoint, bool, Option<&str>, Option<&str>, u8)] = &[
-            ("redis://localhost", tcp("localhost", 6379), false, None, None, 0),
-            ("redis://127.0.0.1:7000/3", tcp("127.0.0.1", 7000), false, None, None, 3),
+        let cases: &[UrlCase] = &[
+            (
+                "redis://localhost",
+                tcp("localhost", 6379),
+                false,
+                None,
+                None,
+                0,
+            ),
+            (
+                "redis://127.0.0.1:7000/3",
+                tcp("127.0.0.1", 7000),
+                false,
+                None,
+                None,
+                3,
+            ),
             ("rediss://h:1", tcp("h", 1), true, None, None, 0),
             ("valkey://h", tcp("h", 6379), false, None, None, 0),
             ("valkeys://h", tcp("h", 6379), true, None, None, 0),
             ("redis://[::1]:6380", tcp("::1", 6380), false, None, None, 0),
-            ("redis://:s3cret@h", tcp("h", 6379), false, None, Some("s3cret"), 0),
-            ("redis://alice:p%40ss@h/2", tcp("h", 6379), false, Some("alice"), Some("p@ss"), 2),
+            (
+                "redis://:s3cret@h",
+                tcp("h", 6379),
+                false,
+                None,
+                Some("s3cret"),
+                0,
+            ),
+            (
+                "redis://alice:p%40ss@h/2",
+                tcp("h", 6379),
+                false,
+                Some("alice"),
+                Some("p@ss"),
+                2,
+            ),
             ("redis://h?db=5", tcp("h", 6379), false, None, None, 5),
             (
                 "redis+unix:///tmp/r.sock?db=1&user=bob&pass=pw",
-                Endpoint::Unix { path: "/tmp/r.sock".into() },
+                Endpoint::Unix {
+                    path: "/tmp/r.sock".into(),
+                },
                 false,
                 Some("bob"),
                 Some("pw"),
                 1,
             ),
-            ("unix:///run/redis.sock", Endpoint::Unix { path: "/run/redis.sock".into() }, false, None, None, 0),
-            ("valkey+unix:///s", Endpoint::Unix { path: "/s".into() }, false, None, None, 0),
+            (
+                "unix:///run/redis.sock",
+                Endpoint::Unix {
+                    path: "/run/redis.sock".into(),
+                },
+                false,
+                None,
+                None,
+                0,
+            ),
+            (
+                "valkey+unix:///s",
+                Endpoint::Unix { path: "/s".into() },
+                false,
+                None,
+                None,
+                0,
+            ),
         ];
         for (url, endpoint, tls, user, pass, db) in cases {
             let a = ServerAddress::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
@@ -458,7 +528,10 @@ mod tests {
             ("redis://:hunter2@h/300", "database \"300\""),
             ("redis://:hunter2@h/x", "database \"x\""),
             ("redis://:hunter2@h/1?db=2", "names the database twice"),
-            ("redis://:hunter2@h?bogus=1", "unknown query parameter \"bogus\""),
+            (
+                "redis://:hunter2@h?bogus=1",
+                "unknown query parameter \"bogus\"",
+            ),
             ("redis+unix://", "no socket path"),
             ("not a url", "cannot parse server URL"),
         ];
@@ -474,13 +547,20 @@ mod tests {
     #[test]
     fn debug_and_display_redact_passwords() {
         let o = ConnectionOptions::from_url("redis://alice:hunter2@h:1/0").unwrap();
-        for text in [format!("{o:?}"), format!("{}", o.server), format!("{:?}", o.server)] {
+        for text in [
+            format!("{o:?}"),
+            format!("{}", o.server),
+            format!("{:?}", o.server),
+        ] {
             assert!(!text.contains("hunter2"), "{text}");
             assert!(text.contains("alice:***@h:1"), "{text}");
         }
         let b = ConnectionOptions::builder("redis+unix:///s?pass=hunter2");
         assert!(!format!("{b:?}").contains("hunter2"));
-        assert_eq!(redact_url("redis://u:p@h/0?x=1&pass=p"), "redis://u:***@h/0?x=1&pass=***");
+        assert_eq!(
+            redact_url("redis://u:p@h/0?x=1&pass=p"),
+            "redis://u:***@h/0?x=1&pass=***"
+        );
         assert_eq!(redact_url("redis://h"), "redis://h");
     }
 
@@ -490,7 +570,10 @@ mod tests {
         let e = a.check_tls_support("rustauth-redis", false).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig);
         let text = e.to_string();
-        assert!(text.contains("rediss://:***@h:6380") && text.contains("tls-rustls"), "{text}");
+        assert!(
+            text.contains("rediss://:***@h:6380") && text.contains("tls-rustls"),
+            "{text}"
+        );
         assert!(!text.contains("hunter2"));
         assert!(a.check_tls_support("rustauth-redis", true).is_ok());
         let plain = ServerAddress::parse("redis://h").unwrap();
@@ -510,6 +593,9 @@ mod tests {
             .unwrap_err();
         assert!(e.message().contains("reconnect delays"), "{e}");
         let o = ConnectionOptions::from_url("redis://h").unwrap();
-        assert_eq!(o.command_timeout, ConnectionOptions::DEFAULT_COMMAND_TIMEOUT);
+        assert_eq!(
+            o.command_timeout,
+            ConnectionOptions::DEFAULT_COMMAND_TIMEOUT
+        );
     }
 }

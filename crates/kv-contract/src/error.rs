@@ -183,8 +183,14 @@ mod tests {
         let table = [
             ("NOSCRIPT No matching script", ErrorKind::Server),
             ("WRONGTYPE Operation against a key", ErrorKind::Server),
-            ("LOADING Redis is loading the dataset", ErrorKind::Unavailable),
-            ("READONLY You can't write against a read only replica.", ErrorKind::Unavailable),
+            (
+                "LOADING Redis is loading the dataset",
+                ErrorKind::Unavailable,
+            ),
+            (
+                "READONLY You can't write against a read only replica.",
+                ErrorKind::Unavailable,
+            ),
             ("ERR unknown command 'GETDEL'", ErrorKind::Server),
         ];
         for (text, kind) in table {

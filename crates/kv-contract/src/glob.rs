@@ -149,7 +149,10 @@ pub(crate) mod redis_glob {
             assert!(matches(p.as_bytes(), s.as_bytes()), "{p} should match {s}");
         }
         for (p, s) in no {
-            assert!(!matches(p.as_bytes(), s.as_bytes()), "{p} should not match {s}");
+            assert!(
+                !matches(p.as_bytes(), s.as_bytes()),
+                "{p} should not match {s}"
+            );
         }
     }
 }

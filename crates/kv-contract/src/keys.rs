@@ -190,7 +190,11 @@ mod tests {
                 "2001:0db8:abcd:0012:0000:0000:0000:0000|/sign-in",
                 "rustauth:rate-limit:2001:0db8:abcd:0012:0000:0000:0000:0000|/sign-in",
             ),
-            (Namespace::Secondary, "ünï*?[]\\", "rustauth:secondary:ünï*?[]\\"),
+            (
+                Namespace::Secondary,
+                "ünï*?[]\\",
+                "rustauth:secondary:ünï*?[]\\",
+            ),
         ];
         for (ns, logical, physical) in cases {
             let key = codec.key(*ns, logical).unwrap();
@@ -202,8 +206,14 @@ mod tests {
     #[test]
     fn logical_rejects_other_namespaces_and_prefixes() {
         let codec = KeyCodec::new(Prefix::new("app:").unwrap());
-        assert_eq!(codec.logical(Namespace::Secondary, b"app:rate-limit:x"), None);
-        assert_eq!(codec.logical(Namespace::Secondary, b"app2:secondary:x"), None);
+        assert_eq!(
+            codec.logical(Namespace::Secondary, b"app:rate-limit:x"),
+            None
+        );
+        assert_eq!(
+            codec.logical(Namespace::Secondary, b"app2:secondary:x"),
+            None
+        );
         assert_eq!(
             codec.logical(Namespace::Secondary, b"app:secondary:x"),
             Some(&b"x"[..])

@@ -63,8 +63,14 @@ mod tests {
     #[test]
     fn script_digests_are_pinned() {
         let pins = [
-            ("compare_and_set", "9fd4cbdf6b5c2fcb00700bdac96c947c8b43ef4d"),
-            ("delete_if_value", "7945925d98f9139d2638db7b814d7045d62c56c9"),
+            (
+                "compare_and_set",
+                "9fd4cbdf6b5c2fcb00700bdac96c947c8b43ef4d",
+            ),
+            (
+                "delete_if_value",
+                "7945925d98f9139d2638db7b814d7045d62c56c9",
+            ),
         ];
         for (script, (name, sha)) in all().iter().zip(pins) {
             assert_eq!(script.name(), name);

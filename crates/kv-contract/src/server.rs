@@ -128,7 +128,12 @@ impl SecondaryStorage for ServerStorage {
 
     async fn delete(&self, key: &str) -> KvResult<bool> {
         let key = self.key(key)?;
-        Ok(self.conn.execute(Command::new("DEL").key(key)).await?.into_int()? > 0)
+        Ok(self
+            .conn
+            .execute(Command::new("DEL").key(key))
+            .await?
+            .into_int()?
+            > 0)
     }
 
     async fn set_if_not_exists(

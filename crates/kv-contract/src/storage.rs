@@ -39,8 +39,12 @@ pub trait SecondaryStorage: Send + Sync {
 
     /// Stores `value` only if `key` does not exist; true when it created the key.
     /// With `ttl` `Some(0)` it creates nothing and returns false, without I/O.
-    async fn set_if_not_exists(&self, key: &str, value: Bytes, ttl: Option<Duration>)
-        -> KvResult<bool>;
+    async fn set_if_not_exists(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> KvResult<bool>;
 
     /// Atomically reads and deletes `key` (`GETDEL`): of concurrent callers, exactly one
     /// gets the value.

@@ -53,7 +53,11 @@ impl Expiry {
             )));
         }
         let ms = ttl.as_millis() as u64;
-        let ms = if Duration::from_millis(ms) < ttl { ms + 1 } else { ms };
+        let ms = if Duration::from_millis(ms) < ttl {
+            ms + 1
+        } else {
+            ms
+        };
         Ok(Expiry::AfterMs(ms))
     }
 

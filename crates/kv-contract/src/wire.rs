@@ -108,7 +108,10 @@ impl Reply {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| unexpected("an integer", &self)),
-            Reply::Status(ref s) => s.parse().ok().ok_or_else(|| unexpected("an integer", &self)),
+            Reply::Status(ref s) => s
+                .parse()
+                .ok()
+                .ok_or_else(|| unexpected("an integer", &self)),
             other => Err(unexpected("an integer", &other)),
         }
     }
@@ -231,9 +234,15 @@ pub async fn eval(
     let sha = Bytes::copy_from_slice(script.sha1().as_bytes());
     let result = match conn.execute(build("EVALSHA", sha)).await {
         Err(e) if e.is_noscript() => {
-            tracing::debug!(script = script.name(), "NOSCRIPT: sending the source with EVAL");
-            conn.execute(build("EVAL", Bytes::from_static(script.source().as_bytes())))
-                .await
+            tracing::debug!(
+                script = script.name(),
+                "NOSCRIPT: sending the source with EVAL"
+            );
+            conn.execute(build(
+                "EVAL",
+                Bytes::from_static(script.source().as_bytes()),
+            ))
+            .await
         }
         other => other,
     };

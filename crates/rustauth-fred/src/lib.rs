@@ -26,7 +26,7 @@
 //! | `tls-native-tls` | `rediss://` with the platform TLS library |
 //!
 //! Without a TLS feature, a `rediss://` URL is refused with
-//! [`ErrorKind::InvalidConfig`](kv_contract::ErrorKind::InvalidConfig): fred itself would
+//! [`ErrorKind::InvalidConfig`]: fred itself would
 //! silently connect in plaintext.
 
 use async_trait::async_trait;
@@ -230,7 +230,10 @@ fn map_error(e: FredError, server: &str) -> KvError {
         FredKind::Config | FredKind::Url => ErrorKind::InvalidConfig,
         FredKind::Protocol | FredKind::Parse => ErrorKind::UnexpectedData,
         // Error replies from the server arrive as these kinds with the reply as details.
-        FredKind::Unknown | FredKind::InvalidArgument | FredKind::InvalidCommand | FredKind::Auth => {
+        FredKind::Unknown
+        | FredKind::InvalidArgument
+        | FredKind::InvalidCommand
+        | FredKind::Auth => {
             let details = e.details().to_owned();
             return KvError::server_reply(details, Some(Box::new(e)));
         }

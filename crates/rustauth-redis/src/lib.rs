@@ -26,7 +26,7 @@
 //! | `tls-native-tls` | `rediss://` with the platform TLS library |
 //!
 //! Without a TLS feature, a `rediss://` URL is refused with
-//! [`ErrorKind::InvalidConfig`](kv_contract::ErrorKind::InvalidConfig).
+//! [`ErrorKind::InvalidConfig`].
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -115,7 +115,10 @@ impl RedisConnection {
         .map_err(|_| {
             KvError::new(
                 ErrorKind::Timeout,
-                format!("connecting to {server} took longer than {:?}", options.connect_timeout),
+                format!(
+                    "connecting to {server} took longer than {:?}",
+                    options.connect_timeout
+                ),
             )
         })?
         .map_err(|e| map_error(e, &server))?;
@@ -179,7 +182,11 @@ fn into_reply(value: Value) -> KvResult<Reply> {
 /// Converts a redis-rs error into kv-contract's error, keeping it as `source()`.
 fn map_error(e: redis::RedisError, server: &str) -> KvError {
     if e.is_timeout() {
-        return KvError::with_source(ErrorKind::Timeout, format!("{server} did not answer in time"), e);
+        return KvError::with_source(
+            ErrorKind::Timeout,
+            format!("{server} did not answer in time"),
+            e,
+        );
     }
     if let Some(code) = e.code() {
         let text = match e.detail() {
@@ -190,7 +197,9 @@ fn map_error(e: redis::RedisError, server: &str) -> KvError {
     }
     let kind = match e.kind() {
         redis::ErrorKind::InvalidClientConfig => ErrorKind::InvalidConfig,
-        redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => ErrorKind::UnexpectedData,
+        redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => {
+            ErrorKind::UnexpectedData
+        }
         redis::ErrorKind::AuthenticationFailed => ErrorKind::Server,
         _ => ErrorKind::Unavailable,
     };

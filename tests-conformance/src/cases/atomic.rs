@@ -21,7 +21,11 @@ where
     let mut set = JoinSet::new();
     let start = Arc::new(tokio::sync::Barrier::new(RACERS));
     for i in 0..RACERS {
-        let store = if i % 2 == 0 { ctx.a.clone() } else { ctx.b.clone() };
+        let store = if i % 2 == 0 {
+            ctx.a.clone()
+        } else {
+            ctx.b.clone()
+        };
         let fut = op(store, i);
         let start = start.clone();
         set.spawn(async move {
@@ -40,14 +44,28 @@ where
 /// stored value is the winner's.
 pub async fn concurrent_set_if_not_exists_creates_once(ctx: Ctx) {
     let results = race(&ctx, |s, i| async move {
-        s.set_if_not_exists("k", Bytes::from(format!("v{i}")), Some(Duration::from_secs(60)))
-            .await
-            .unwrap()
+        s.set_if_not_exists(
+            "k",
+            Bytes::from(format!("v{i}")),
+            Some(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap()
     })
     .await;
-    let winners: Vec<usize> = results.iter().filter(|(_, won)| *won).map(|(i, _)| *i).collect();
+    let winners: Vec<usize> = results
+        .iter()
+        .filter(|(_, won)| *won)
+        .map(|(i, _)| *i)
+        .collect();
     assert_eq!(winners.len(), 1, "exactly one creator, got {winners:?}");
-    assert_stored(&ctx, "k", format!("v{}", winners[0]).as_bytes(), Some(50_000..=60_000)).await;
+    assert_stored(
+        &ctx,
+        "k",
+        format!("v{}", winners[0]).as_bytes(),
+        Some(50_000..=60_000),
+    )
+    .await;
 }
 
 /// 1000 concurrent `take`s of one value: exactly one gets it.
@@ -67,7 +85,11 @@ pub async fn concurrent_compare_and_set_applies_once(ctx: Ctx) {
             .unwrap()
     })
     .await;
-    let winners: Vec<usize> = results.iter().filter(|(_, won)| *won).map(|(i, _)| *i).collect();
+    let winners: Vec<usize> = results
+        .iter()
+        .filter(|(_, won)| *won)
+        .map(|(i, _)| *i)
+        .collect();
     assert_eq!(winners.len(), 1, "exactly one swap, got {winners:?}");
     assert_stored(&ctx, "k", format!("v{}", winners[0] + 1).as_bytes(), None).await;
 }

@@ -52,10 +52,16 @@ pub async fn set_with_ttl(ctx: Ctx) {
 /// A TTL of 0 means "already expired": `set` deletes the key and stores nothing.
 pub async fn set_ttl_zero_deletes(ctx: Ctx) {
     ctx.a.set("k", "v".into(), None).await.unwrap();
-    ctx.b.set("k", "w".into(), Some(Duration::ZERO)).await.unwrap();
+    ctx.b
+        .set("k", "w".into(), Some(Duration::ZERO))
+        .await
+        .unwrap();
     assert_absent(&ctx, "k").await;
     assert_eq!(ctx.a.get("k").await.unwrap(), None);
-    ctx.b.set("never", "w".into(), Some(Duration::ZERO)).await.unwrap();
+    ctx.b
+        .set("never", "w".into(), Some(Duration::ZERO))
+        .await
+        .unwrap();
     assert_prefix_empty(&ctx).await;
 }
 
@@ -69,7 +75,10 @@ pub async fn set_expiry_drop_and_keep(ctx: Ctx) {
     ctx.a.set("keep", "v1".into(), minute).await.unwrap();
     ctx.b.set_keep_ttl("keep", "v2".into()).await.unwrap();
     assert_stored(&ctx, "keep", b"v2", Some(55_000..=60_000)).await;
-    assert_eq!(ctx.a.get("keep").await.unwrap().as_deref(), Some(&b"v2"[..]));
+    assert_eq!(
+        ctx.a.get("keep").await.unwrap().as_deref(),
+        Some(&b"v2"[..])
+    );
 
     ctx.a.set_keep_ttl("new", "v".into()).await.unwrap();
     assert_stored(&ctx, "new", b"v", None).await;
@@ -80,8 +89,14 @@ pub async fn invalid_input_rejected_before_io(ctx: Ctx) {
     let too_long = MAX_TTL + Duration::from_millis(1);
     for result in [
         ctx.a.set("k", "v".into(), Some(too_long)).await.err(),
-        ctx.a.set_if_not_exists("k", "v".into(), Some(too_long)).await.err(),
-        ctx.a.compare_and_set("k", None, "v".into(), Some(too_long)).await.err(),
+        ctx.a
+            .set_if_not_exists("k", "v".into(), Some(too_long))
+            .await
+            .err(),
+        ctx.a
+            .compare_and_set("k", None, "v".into(), Some(too_long))
+            .await
+            .err(),
     ] {
         let e = result.expect("a TTL above MAX_TTL must be rejected");
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
@@ -108,20 +123,43 @@ pub async fn delete_reports_existence(ctx: Ctx) {
 /// nothing.
 pub async fn set_if_not_exists_rules(ctx: Ctx) {
     let minute = Some(Duration::from_secs(60));
-    assert!(ctx.a.set_if_not_exists("k", "v1".into(), minute).await.unwrap());
-    assert!(!ctx.b.set_if_not_exists("k", "v2".into(), None).await.unwrap());
+    assert!(ctx
+        .a
+        .set_if_not_exists("k", "v1".into(), minute)
+        .await
+        .unwrap());
+    assert!(!ctx
+        .b
+        .set_if_not_exists("k", "v2".into(), None)
+        .await
+        .unwrap());
     assert_stored(&ctx, "k", b"v1", Some(55_000..=60_000)).await;
-    assert!(!ctx.b.set_if_not_exists("k", "v3".into(), Some(Duration::ZERO)).await.unwrap());
+    assert!(!ctx
+        .b
+        .set_if_not_exists("k", "v3".into(), Some(Duration::ZERO))
+        .await
+        .unwrap());
     assert_stored(&ctx, "k", b"v1", Some(55_000..=60_000)).await;
-    assert!(!ctx.a.set_if_not_exists("zero", "v".into(), Some(Duration::ZERO)).await.unwrap());
+    assert!(!ctx
+        .a
+        .set_if_not_exists("zero", "v".into(), Some(Duration::ZERO))
+        .await
+        .unwrap());
     assert_absent(&ctx, "zero").await;
-    assert!(ctx.b.set_if_not_exists("plain", "v".into(), None).await.unwrap());
+    assert!(ctx
+        .b
+        .set_if_not_exists("plain", "v".into(), None)
+        .await
+        .unwrap());
     assert_stored(&ctx, "plain", b"v", None).await;
 }
 
 /// `take` returns the value once and leaves nothing behind.
 pub async fn take_returns_once(ctx: Ctx) {
-    ctx.a.set("k", "v".into(), Some(Duration::from_secs(60))).await.unwrap();
+    ctx.a
+        .set("k", "v".into(), Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
     assert_eq!(ctx.b.take("k").await.unwrap().as_deref(), Some(&b"v"[..]));
     assert_eq!(ctx.a.take("k").await.unwrap(), None);
     assert_absent(&ctx, "k").await;
@@ -131,19 +169,51 @@ pub async fn take_returns_once(ctx: Ctx) {
 /// `compare_and_set`: every branch of the condition, and the TTL table for the write.
 pub async fn compare_and_set_rules(ctx: Ctx) {
     let minute = Some(Duration::from_secs(60));
-    assert!(ctx.a.compare_and_set("k", None, "v1".into(), None).await.unwrap());
+    assert!(ctx
+        .a
+        .compare_and_set("k", None, "v1".into(), None)
+        .await
+        .unwrap());
     assert_stored(&ctx, "k", b"v1", None).await;
-    assert!(!ctx.b.compare_and_set("k", None, "x".into(), None).await.unwrap());
-    assert!(!ctx.b.compare_and_set("k", Some(b"v1\0"), "x".into(), None).await.unwrap());
+    assert!(!ctx
+        .b
+        .compare_and_set("k", None, "x".into(), None)
+        .await
+        .unwrap());
+    assert!(!ctx
+        .b
+        .compare_and_set("k", Some(b"v1\0"), "x".into(), None)
+        .await
+        .unwrap());
     assert_stored(&ctx, "k", b"v1", None).await;
-    assert!(ctx.b.compare_and_set("k", Some(b"v1"), "v2\0bin".into(), minute).await.unwrap());
+    assert!(ctx
+        .b
+        .compare_and_set("k", Some(b"v1"), "v2\0bin".into(), minute)
+        .await
+        .unwrap());
     assert_stored(&ctx, "k", b"v2\0bin", Some(55_000..=60_000)).await;
-    assert!(ctx.a.compare_and_set("k", Some(b"v2\0bin"), "v3".into(), None).await.unwrap());
+    assert!(ctx
+        .a
+        .compare_and_set("k", Some(b"v2\0bin"), "v3".into(), None)
+        .await
+        .unwrap());
     assert_stored(&ctx, "k", b"v3", None).await;
-    assert!(ctx.a.compare_and_set("k", Some(b"v3"), "gone".into(), Some(Duration::ZERO)).await.unwrap());
+    assert!(ctx
+        .a
+        .compare_and_set("k", Some(b"v3"), "gone".into(), Some(Duration::ZERO))
+        .await
+        .unwrap());
     assert_absent(&ctx, "k").await;
-    assert!(!ctx.b.compare_and_set("k", Some(b"v3"), "x".into(), None).await.unwrap());
-    assert!(ctx.b.compare_and_set("z", None, "x".into(), Some(Duration::ZERO)).await.unwrap());
+    assert!(!ctx
+        .b
+        .compare_and_set("k", Some(b"v3"), "x".into(), None)
+        .await
+        .unwrap());
+    assert!(ctx
+        .b
+        .compare_and_set("z", None, "x".into(), Some(Duration::ZERO))
+        .await
+        .unwrap());
     assert_prefix_empty(&ctx).await;
 }
 
@@ -163,7 +233,10 @@ pub async fn get_many_and_delete_many(ctx: Ctx) {
     ctx.a.set("k1", "1".into(), None).await.unwrap();
     ctx.a.set("k3", "3".into(), None).await.unwrap();
     let got = ctx.b.get_many(&["k1", "k2", "k3"]).await.unwrap();
-    assert_eq!(got, vec![Some(Bytes::from("1")), None, Some(Bytes::from("3"))]);
+    assert_eq!(
+        got,
+        vec![Some(Bytes::from("1")), None, Some(Bytes::from("3"))]
+    );
     assert!(ctx.b.get_many(&[]).await.unwrap().is_empty());
     assert_eq!(ctx.a.delete_many(&[]).await.unwrap(), 0);
     assert_eq!(ctx.b.delete_many(&["k1", "k2", "k3"]).await.unwrap(), 2);
@@ -173,23 +246,40 @@ pub async fn get_many_and_delete_many(ctx: Ctx) {
 /// Values are binary-safe; the string conveniences refuse non-UTF-8 with a clear error.
 pub async fn values_are_binary_safe(ctx: Ctx) {
     let raw: &[u8] = b"\x00\r\n\xff\xfe*?[]\\";
-    ctx.a.set("bin", Bytes::from_static(raw), None).await.unwrap();
+    ctx.a
+        .set("bin", Bytes::from_static(raw), None)
+        .await
+        .unwrap();
     assert_eq!(ctx.b.get("bin").await.unwrap().as_deref(), Some(raw));
     assert_stored(&ctx, "bin", raw, None).await;
     let e = ctx.b.get_string("bin").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnexpectedData, "{e}");
     assert!(e.to_string().contains("\"bin\""), "{e}");
-    ctx.a.set_string("text", "héllo wörld ✓", None).await.unwrap();
-    assert_eq!(ctx.b.get_string("text").await.unwrap().as_deref(), Some("héllo wörld ✓"));
+    ctx.a
+        .set_string("text", "héllo wörld ✓", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        ctx.b.get_string("text").await.unwrap().as_deref(),
+        Some("héllo wörld ✓")
+    );
 }
 
 /// After `SCRIPT FLUSH` (or a restart), the scripted operations reload their script and
 /// succeed without failing the caller.
 pub async fn script_cache_flush_recovers(ctx: Ctx) {
     ctx.a.set("k", "v1".into(), None).await.unwrap();
-    assert!(ctx.a.compare_and_set("k", Some(b"v1"), "v2".into(), None).await.unwrap());
+    assert!(ctx
+        .a
+        .compare_and_set("k", Some(b"v1"), "v2".into(), None)
+        .await
+        .unwrap());
     ctx.probe.script_flush().await;
-    assert!(ctx.b.compare_and_set("k", Some(b"v2"), "v3".into(), None).await.unwrap());
+    assert!(ctx
+        .b
+        .compare_and_set("k", Some(b"v2"), "v3".into(), None)
+        .await
+        .unwrap());
     ctx.probe.script_flush().await;
     assert!(ctx.a.delete_if_value("k", b"v3").await.unwrap());
     assert_absent(&ctx, "k").await;

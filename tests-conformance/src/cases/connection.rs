@@ -57,10 +57,22 @@ pub async fn url_forms_reach_the_server(kind: BackendKind) {
             .unwrap_or_else(|e| panic!("{} could not connect to {url}: {e}", kind.name()));
         let s = store(conn, "url");
         s.set("k", Bytes::from(url.clone()), None).await.unwrap();
-        let physical = s.options().codec.key(kv_contract::Namespace::Secondary, "k").unwrap();
-        let db = if url.ends_with("/3") || url.ends_with("db=3") { 3 } else { 0 };
+        let physical = s
+            .options()
+            .codec
+            .key(kv_contract::Namespace::Secondary, "k")
+            .unwrap();
+        let db = if url.ends_with("/3") || url.ends_with("db=3") {
+            3
+        } else {
+            0
+        };
         let probe = Probe::connect(&format!("redis://127.0.0.1:{}/{db}", server.port())).await;
-        assert_eq!(probe.get(&physical).await.as_deref(), Some(url.as_bytes()), "{url} wrote to db {db}");
+        assert_eq!(
+            probe.get(&physical).await.as_deref(),
+            Some(url.as_bytes()),
+            "{url} wrote to db {db}"
+        );
     }
 }
 
@@ -68,14 +80,27 @@ pub async fn url_forms_reach_the_server(kind: BackendKind) {
 /// server error, and no error or `Debug` output contains the password.
 pub async fn password_auth_and_redaction(kind: BackendKind) {
     let secret = "s3cr3t-PassWord";
-    let server = start(ServerConfig { password: Some(secret.into()), ..Default::default() }).await;
+    let server = start(ServerConfig {
+        password: Some(secret.into()),
+        ..Default::default()
+    })
+    .await;
     let good = options(&server.url(), Duration::from_secs(2));
-    assert!(!format!("{good:?}").contains(secret), "Debug of options leaks the password");
+    assert!(
+        !format!("{good:?}").contains(secret),
+        "Debug of options leaks the password"
+    );
     let conn = kind.connect(&good).await.unwrap();
-    store(conn, "auth").set("k", "v".into(), None).await.unwrap();
+    store(conn, "auth")
+        .set("k", "v".into(), None)
+        .await
+        .unwrap();
 
     let wrong = format!("redis://:wrong-{secret}@127.0.0.1:{}", server.port());
-    let e = kind.connect(&options(&wrong, Duration::from_secs(2))).await.unwrap_err();
+    let e = kind
+        .connect(&options(&wrong, Duration::from_secs(2)))
+        .await
+        .unwrap_err();
     let shown = format!("{e} / {e:?}");
     assert!(!shown.contains(secret), "error leaks the password: {shown}");
     assert!(
@@ -94,35 +119,65 @@ pub async fn password_auth_and_redaction(kind: BackendKind) {
     }
 }
 
-/// `rediss://` is refused with a clear error when the backend has no TLS feature: never a
-/// silent plaintext connection.
-pub async fn rediss_without_tls_feature_is_refused(kind: BackendKind) {
+/// `rediss://` without a TLS feature is refused with a clear error, never a silent
+/// plaintext connection. Built with the `tls-rustls` feature (`cargo xtask test` does
+/// both builds), the same URL makes a real TLS attempt: against this plaintext server the
+/// handshake fails with an error, and nothing panics for lack of a rustls crypto provider.
+pub async fn rediss_needs_a_tls_feature(kind: BackendKind) {
     let server = start(ServerConfig::default()).await;
     let url = format!("rediss://:pw@127.0.0.1:{}", server.port());
-    let e = kind.connect(&options(&url, Duration::from_secs(1))).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+    let e = kind
+        .connect(&options(&url, Duration::from_secs(1)))
+        .await
+        .unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("tls-rustls") && text.contains("plaintext"), "{text}");
     assert!(!text.contains(":pw@"), "{text}");
+    if cfg!(feature = "tls-rustls") {
+        assert!(
+            e.is_unavailable(),
+            "a TLS handshake with a plaintext server fails: {e:?}"
+        );
+        assert!(!text.contains("plaintext"), "{text}");
+    } else {
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+        assert!(
+            text.contains("tls-rustls") && text.contains("plaintext"),
+            "{text}"
+        );
+    }
 }
 
 /// Connecting to a closed port fails as `Unavailable` within the connect timeout.
 pub async fn unreachable_server_fails_fast(kind: BackendKind) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let started = Instant::now();
     let e = kind
-        .connect(&options(&format!("redis://127.0.0.1:{port}"), Duration::from_secs(1)))
+        .connect(&options(
+            &format!("redis://127.0.0.1:{port}"),
+            Duration::from_secs(1),
+        ))
         .await
         .unwrap_err();
     assert!(e.is_unavailable(), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 /// A server that stops answering (SIGSTOP) makes calls fail with `Timeout` within the
 /// command timeout, and calls succeed again once it resumes.
 pub async fn hung_server_times_out(kind: BackendKind) {
     let server = start(ServerConfig::default()).await;
-    let conn = kind.connect(&options(&server.url(), Duration::from_millis(300))).await.unwrap();
+    let conn = kind
+        .connect(&options(&server.url(), Duration::from_millis(300)))
+        .await
+        .unwrap();
     let s = store(conn, "hang");
     s.set("k", "v".into(), None).await.unwrap();
     server.signal("STOP");
@@ -132,10 +187,20 @@ pub async fn hung_server_times_out(kind: BackendKind) {
     server.signal("CONT");
     let e = result.expect_err("a stopped server cannot answer");
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
-    assert!(took < Duration::from_millis(1500), "timeout of 300 ms took {took:?}");
-    report::metric(format!("hung_server_times_out [{}]: 300 ms timeout fired after {} ms", kind.name(), took.as_millis()));
+    assert!(
+        took < Duration::from_millis(1500),
+        "timeout of 300 ms took {took:?}"
+    );
+    report::metric(format!(
+        "hung_server_times_out [{}]: 300 ms timeout fired after {} ms",
+        kind.name(),
+        took.as_millis()
+    ));
     let recovered = until_ok(&s, Duration::from_secs(10)).await;
-    assert!(recovered.is_some(), "no successful call within 10 s after SIGCONT");
+    assert!(
+        recovered.is_some(),
+        "no successful call within 10 s after SIGCONT"
+    );
 }
 
 /// Polls `get` until it succeeds; the time of the first success.
@@ -154,10 +219,15 @@ async fn until_ok(s: &ServerStorage, limit: Duration) -> Option<Duration> {
 /// serves calls again without being rebuilt. The time to the first success is recorded.
 pub async fn reconnects_after_restart(kind: BackendKind) {
     let server = start(ServerConfig::default()).await;
-    let conn = kind.connect(&options(&server.url(), Duration::from_millis(500))).await.unwrap();
+    let conn = kind
+        .connect(&options(&server.url(), Duration::from_millis(500)))
+        .await
+        .unwrap();
     let s = store(conn, "restart");
     s.set("k", "v".into(), None).await.unwrap();
-    let config = tokio::task::spawn_blocking(move || server.kill()).await.unwrap();
+    let config = tokio::task::spawn_blocking(move || server.kill())
+        .await
+        .unwrap();
     let e: KvError = s.get("k").await.expect_err("the server is down");
     assert!(e.is_unavailable(), "while down: {e}");
     let restarted_at = Instant::now();
@@ -165,7 +235,10 @@ pub async fn reconnects_after_restart(kind: BackendKind) {
     let ready = restarted_at.elapsed();
     let first_ok = until_ok(&s, Duration::from_secs(15)).await;
     let first_ok = first_ok.unwrap_or_else(|| {
-        panic!("no successful call within 15 s of the restart; server log:\n{}", server.log_tail(20))
+        panic!(
+            "no successful call within 15 s of the restart; server log:\n{}",
+            server.log_tail(20)
+        )
     });
     // The restarted server is empty (snapshots are off): the write is gone, not replayed.
     assert_eq!(s.get("k").await.unwrap(), None);
@@ -182,19 +255,43 @@ pub async fn reconnects_after_restart(kind: BackendKind) {
 /// scripted operations a script error; nothing is overwritten.
 pub async fn wrong_type_is_a_server_error(kind: BackendKind) {
     let server = start(ServerConfig::default()).await;
-    let conn = kind.connect(&options(&server.url(), Duration::from_secs(2))).await.unwrap();
+    let conn = kind
+        .connect(&options(&server.url(), Duration::from_secs(2)))
+        .await
+        .unwrap();
     let s = store(conn, "wrongtype");
-    let key = s.options().codec.key(kv_contract::Namespace::Secondary, "h").unwrap();
+    let key = s
+        .options()
+        .codec
+        .key(kv_contract::Namespace::Secondary, "h")
+        .unwrap();
     let Probe::Server(mut raw) = Probe::connect(&server.url()).await else {
         unreachable!("a server probe")
     };
     // Place a hash where the store expects a string.
-    let _: () = redis::cmd("HSET").arg(&key).arg("f").arg("v").query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("f")
+        .arg("v")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     let e = s.get("h").await.unwrap_err();
-    assert_eq!((e.kind(), e.server_code()), (ErrorKind::Server, Some("WRONGTYPE")), "{e}");
-    let e = s.compare_and_set("h", None, "v".into(), None).await.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.server_code()),
+        (ErrorKind::Server, Some("WRONGTYPE")),
+        "{e}"
+    );
+    let e = s
+        .compare_and_set("h", None, "v".into(), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Script, "{e}");
     assert!(e.to_string().contains("WRONGTYPE"), "{e}");
-    let kept: String = redis::cmd("TYPE").arg(&key).query_async(&mut raw).await.unwrap();
+    let kept: String = redis::cmd("TYPE")
+        .arg(&key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     assert_eq!(kept, "hash", "nothing overwritten");
 }

@@ -1,8 +1,11 @@
 //! The conformance cases: plain async functions, listed once in [`crate::for_each_storage_case`]
 //! and [`crate::for_each_connection_case`].
 //!
-//! Storage cases take a [`Ctx`](crate::Ctx) and run on every topology (memory, redis-rs,
-//! fred, and both mixes). Connection cases take a [`BackendKind`](crate::BackendKind),
+//! [`Ctx`]: crate::Ctx
+//! [`BackendKind`]: crate::BackendKind
+//!
+//! Storage cases take a [`Ctx`] and run on every topology (memory, redis-rs,
+//! fred, and both mixes). Connection cases take a [`BackendKind`],
 //! start the servers they need, and run on the two server backends.
 
 pub mod atomic;
@@ -17,10 +20,19 @@ use crate::probe::Pttl;
 
 /// Asserts the physical state of a logical key: exact value bytes, `TYPE string`, and a
 /// `PTTL` in `pttl` (`None` = no expiry).
-pub async fn assert_stored(ctx: &Ctx, logical: &str, value: &[u8], pttl: Option<RangeInclusive<u64>>) {
+pub async fn assert_stored(
+    ctx: &Ctx,
+    logical: &str,
+    value: &[u8],
+    pttl: Option<RangeInclusive<u64>>,
+) {
     let key = ctx.physical(logical);
     let shown = String::from_utf8_lossy(&key).into_owned();
-    assert_eq!(ctx.probe.get(&key).await.as_deref(), Some(value), "raw value of {shown}");
+    assert_eq!(
+        ctx.probe.get(&key).await.as_deref(),
+        Some(value),
+        "raw value of {shown}"
+    );
     assert_eq!(ctx.probe.key_type(&key).await, "string", "TYPE of {shown}");
     match (ctx.probe.pttl(&key).await, pttl) {
         (Pttl::Persistent, None) => {}
@@ -42,6 +54,12 @@ pub async fn assert_absent(ctx: &Ctx, logical: &str) {
 
 /// Asserts that nothing at all is stored under this case's prefix.
 pub async fn assert_prefix_empty(ctx: &Ctx) {
-    let keys = ctx.probe.keys_with_prefix(ctx.prefix().as_str().as_bytes()).await;
-    assert!(keys.is_empty(), "expected no keys under the prefix, found {keys:?}");
+    let keys = ctx
+        .probe
+        .keys_with_prefix(ctx.prefix().as_str().as_bytes())
+        .await;
+    assert!(
+        keys.is_empty(),
+        "expected no keys under the prefix, found {keys:?}"
+    );
 }

@@ -28,7 +28,11 @@ async fn assert_neighbours_intact(ctx: &Ctx, neighbours: &[Vec<u8>]) {
     let base = ctx.prefix().as_str().trim_end_matches(':').as_bytes();
     let mut found = ctx.probe.keys_with_prefix(base).await;
     found.retain(|k| !k.starts_with(ctx.codec().namespace(Namespace::Secondary).as_bytes()));
-    assert_eq!(found.len(), neighbours.len(), "keys outside the namespace were touched");
+    assert_eq!(
+        found.len(),
+        neighbours.len(),
+        "keys outside the namespace were touched"
+    );
     assert_eq!(found, neighbours);
 }
 
@@ -90,7 +94,10 @@ pub async fn prefixes_are_isolated(ctx: Ctx) {
     ctx.a.set("same", "mine".into(), None).await.unwrap();
     other_a.set("same", "theirs".into(), None).await.unwrap();
     assert_eq!(ctx.b.get("same").await.unwrap(), Some(Bytes::from("mine")));
-    assert_eq!(other_b.get("same").await.unwrap(), Some(Bytes::from("theirs")));
+    assert_eq!(
+        other_b.get("same").await.unwrap(),
+        Some(Bytes::from("theirs"))
+    );
     assert_eq!(other_b.clear().await.unwrap(), 1);
     assert_eq!(ctx.b.get("same").await.unwrap(), Some(Bytes::from("mine")));
 }

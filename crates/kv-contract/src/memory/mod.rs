@@ -95,7 +95,8 @@ impl MemoryKeyspace {
     pub fn insert_raw(&self, physical: &[u8], value: Bytes, ttl: Option<Duration>) {
         let (mut keys, now) = self.lock();
         let expires_at = ttl.map(|t| now + t.as_millis() as u64);
-        keys.map.insert(physical.to_vec(), Entry { value, expires_at });
+        keys.map
+            .insert(physical.to_vec(), Entry { value, expires_at });
     }
 
     /// Every live physical key, in no particular order.
@@ -357,7 +358,11 @@ mod tests {
         let raw = s.keyspace().inspect(b"rustauth:secondary:k").unwrap();
         assert_eq!(raw.pttl_ms, Some(100));
         clock.advance(Duration::from_millis(100));
-        assert_eq!(s.get("k").await.unwrap().as_deref(), Some(&b"v"[..]), "alive at 0 ms left");
+        assert_eq!(
+            s.get("k").await.unwrap().as_deref(),
+            Some(&b"v"[..]),
+            "alive at 0 ms left"
+        );
         clock.advance(Duration::from_millis(1));
         assert_eq!(s.get("k").await.unwrap(), None);
         assert!(s.keyspace().inspect(b"rustauth:secondary:k").is_none());
@@ -366,28 +371,44 @@ mod tests {
     #[tokio::test]
     async fn keep_ttl_keeps_and_plain_set_drops() {
         let (s, clock) = store_at(0);
-        s.set("k", "a".into(), Some(Duration::from_secs(10))).await.unwrap();
+        s.set("k", "a".into(), Some(Duration::from_secs(10)))
+            .await
+            .unwrap();
         clock.advance(Duration::from_secs(4));
         s.set_keep_ttl("k", "b".into()).await.unwrap();
         let raw = s.keyspace().inspect(b"rustauth:secondary:k").unwrap();
         assert_eq!((raw.value.as_ref(), raw.pttl_ms), (&b"b"[..], Some(6000)));
         s.set("k", "c".into(), None).await.unwrap();
-        assert_eq!(s.keyspace().inspect(b"rustauth:secondary:k").unwrap().pttl_ms, None);
+        assert_eq!(
+            s.keyspace()
+                .inspect(b"rustauth:secondary:k")
+                .unwrap()
+                .pttl_ms,
+            None
+        );
     }
 
     #[tokio::test]
     async fn sweep_removes_expired_keys_never_read_again() {
         let (s, clock) = store_at(0);
         for i in 0..2000 {
-            s.set(&format!("old{i}"), "v".into(), Some(Duration::from_millis(1)))
-                .await
-                .unwrap();
+            s.set(
+                &format!("old{i}"),
+                "v".into(),
+                Some(Duration::from_millis(1)),
+            )
+            .await
+            .unwrap();
         }
         clock.advance(Duration::from_millis(5));
         for i in 0..2100 {
             s.set(&format!("new{i}"), "v".into(), None).await.unwrap();
         }
         let (keys, _) = s.keyspace().lock();
-        assert!(keys.map.len() < 4000, "expired keys were swept: {}", keys.map.len());
+        assert!(
+            keys.map.len() < 4000,
+            "expired keys were swept: {}",
+            keys.map.len()
+        );
     }
 }

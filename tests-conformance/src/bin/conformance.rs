@@ -1,0 +1,169 @@
+//! The conformance runner behind `cargo xtask conformance`: runs every case on every
+//! topology against one Redis server (its own, or `--url`), prints a case × backend table
+//! and the measurements, and ends with `N passed, M failed`. Exits non-zero on a failure.
+//!
+//! Usage: `conformance [--url redis://...] [--case SUBSTRING]`
+
+use std::process::ExitCode;
+
+use tests_conformance::run::{self, CONNECTION_CASES, STORAGE_CASES};
+use tests_conformance::server::{self, HOW_TO_PROVIDE};
+use tests_conformance::{report, BackendKind, Topology};
+
+struct Args {
+    url: Option<String>,
+    filter: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        url: None,
+        filter: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--url" => args.url = Some(it.next().ok_or("--url needs a value")?),
+            "--case" => args.filter = Some(it.next().ok_or("--case needs a value")?),
+            "-h" | "--help" => {
+                println!("usage: conformance [--url redis://host:port] [--case SUBSTRING]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(args)
+}
+
+enum Cell {
+    Pass,
+    Fail(String),
+    NotRun,
+    NotApplicable,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Decide where the server backends run before any case asks for the shared server.
+    let servers = match &args.url {
+        Some(url) => {
+            server::use_url(url);
+            Ok(kv_contract::config::redact_url(url))
+        }
+        None => match server::server_binary() {
+            Ok(_) => match server::try_shared() {
+                Ok(s) => Ok(format!("own redis-server at {}", s.url())),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+    };
+    let server_note = match &servers {
+        Ok(where_) => format!("server backends run against {where_}"),
+        Err(e) => format!(
+            "SERVER BACKENDS NOT RUN (redis, fred, redis+fred, fred+redis): {e}\n\
+             Only the memory backend ran. To run them all, {HOW_TO_PROVIDE}."
+        ),
+    };
+    println!("rustauth-kv conformance — {server_note}\n");
+    let with_server = servers.is_ok();
+    let selected = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
+
+    let columns: Vec<String> = Topology::ALL.iter().map(|t| t.name()).collect();
+    let mut rows: Vec<(String, Vec<Cell>)> = Vec::new();
+    for (name, case) in STORAGE_CASES.iter().filter(|(n, _)| selected(n)) {
+        let mut cells = Vec::new();
+        for topology in Topology::ALL {
+            cells.push(if topology.needs_server() && !with_server {
+                Cell::NotRun
+            } else {
+                match run::storage(topology, name, *case).await {
+                    Ok(_) => Cell::Pass,
+                    Err(e) => Cell::Fail(e),
+                }
+            });
+        }
+        rows.push((name.to_string(), cells));
+    }
+    for (name, case) in CONNECTION_CASES.iter().filter(|(n, _)| selected(n)) {
+        let mut cells = Vec::new();
+        for topology in Topology::ALL {
+            cells.push(
+                if topology.a != topology.b || topology.a == BackendKind::Memory {
+                    Cell::NotApplicable
+                } else if server::server_binary().is_err() {
+                    Cell::NotRun
+                } else {
+                    match run::connection(topology.a, *case).await {
+                        Ok(_) => Cell::Pass,
+                        Err(e) => Cell::Fail(e),
+                    }
+                },
+            );
+        }
+        rows.push((name.to_string(), cells));
+    }
+
+    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
+    print!("{:width$}", "case");
+    for c in &columns {
+        print!(" | {c:^10}");
+    }
+    println!();
+    println!("{}", "-".repeat(width + columns.len() * 13));
+    let (mut passed, mut failed, mut not_run) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for (name, cells) in &rows {
+        print!("{name:width$}");
+        for (cell, col) in cells.iter().zip(&columns) {
+            let text = match cell {
+                Cell::Pass => {
+                    passed += 1;
+                    "pass"
+                }
+                Cell::Fail(e) => {
+                    failed += 1;
+                    failures.push(format!("{name} [{col}]: {e}"));
+                    "FAIL"
+                }
+                Cell::NotRun => {
+                    not_run += 1;
+                    "NOT RUN"
+                }
+                Cell::NotApplicable => "n/a",
+            };
+            print!(" | {text:^10}");
+        }
+        println!();
+    }
+    println!("\n(n/a: connection cases concern the server backends only; they run per backend.)");
+    for f in &failures {
+        println!("\nFAILED {f}");
+    }
+    let metrics = report::take();
+    if !metrics.is_empty() {
+        println!("\nmeasured:");
+        for m in metrics {
+            println!("  {m}");
+        }
+    }
+    if let Some(kib) = report::peak_rss_kib() {
+        println!("  peak RSS of this run: {} MiB", kib / 1024);
+    }
+    if not_run > 0 {
+        println!("\n{not_run} cells NOT RUN: {server_note}");
+    }
+    println!("\n{passed} passed, {failed} failed");
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
