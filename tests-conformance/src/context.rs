@@ -141,6 +141,15 @@ enum Place {
     },
 }
 
+/// One side of a topology, for building stores other than secondary storage on it.
+#[derive(Clone, Debug)]
+pub enum BackendHandle {
+    /// The memory keyspace (shared by both sides of the memory topology).
+    Memory(MemoryKeyspace),
+    /// A server connection of the side's client.
+    Server(SharedConnection),
+}
+
 /// Everything a storage case gets.
 #[derive(Clone)]
 pub struct Ctx {
@@ -214,6 +223,22 @@ impl Ctx {
         match &self.place {
             Place::Memory(ks) => Arc::new(MemoryStorage::with_keyspace(ks.clone(), options)),
             Place::Server { b, .. } => Arc::new(ServerStorage::new(b.clone(), options)),
+        }
+    }
+
+    /// Where `a` stores its data: the keyspace or `a`'s connection.
+    pub fn backend_a(&self) -> BackendHandle {
+        match &self.place {
+            Place::Memory(ks) => BackendHandle::Memory(ks.clone()),
+            Place::Server { a, .. } => BackendHandle::Server(a.clone()),
+        }
+    }
+
+    /// Where `b` stores its data: the keyspace or `b`'s connection.
+    pub fn backend_b(&self) -> BackendHandle {
+        match &self.place {
+            Place::Memory(ks) => BackendHandle::Memory(ks.clone()),
+            Place::Server { b, .. } => BackendHandle::Server(b.clone()),
         }
     }
 

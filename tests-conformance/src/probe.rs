@@ -4,7 +4,7 @@
 //! Cases assert through it the exact key bytes, value bytes, `TYPE` and `PTTL`, not only
 //! what the API returns.
 
-use kv_contract::memory::MemoryKeyspace;
+use kv_contract::memory::{MemoryKeyspace, Value as MemValue};
 use kv_contract::Bytes;
 use redis::aio::MultiplexedConnection;
 use std::time::Duration;
@@ -54,7 +54,10 @@ impl Probe {
     /// The stored bytes under a physical key.
     pub async fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         match self {
-            Probe::Memory(ks) => ks.inspect(key).map(|e| e.value.to_vec()),
+            Probe::Memory(ks) => ks.inspect(key).map(|e| match e.value {
+                MemValue::String(b) => b.to_vec(),
+                other => panic!("GET of a {} key: WRONGTYPE", other.type_name()),
+            }),
             Probe::Server(_) => self.query(redis::cmd("GET").arg(key)).await,
         }
     }

@@ -9,7 +9,7 @@
 
 mod clock;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,9 +23,32 @@ use crate::keys::Namespace;
 use crate::storage::{check_value, SecondaryStorage, StorageOptions};
 use crate::ttl::Expiry;
 
+/// A stored value, of one of the Redis types rustauth-kv uses.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A string (`GET`/`SET`).
+    String(Bytes),
+    /// A hash (`HGET`/`HSET`).
+    Hash(BTreeMap<Bytes, Bytes>),
+    /// A sorted set: member to score (`ZADD`/`ZRANGE`).
+    SortedSet(BTreeMap<Bytes, f64>),
+}
+
+impl Value {
+    /// The name `TYPE` reports for this value.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::String(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::SortedSet(_) => "zset",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
-    value: Bytes,
+    value: Value,
     /// Absolute expiry in ms since the epoch; `None` = no expiry.
     expires_at: Option<u64>,
 }
@@ -51,11 +74,12 @@ impl Default for MemoryKeyspace {
     }
 }
 
-/// What the keyspace holds under one physical key: what a raw `GET` + `PTTL` would show.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the keyspace holds under one physical key: what a raw `TYPE`, `GET`/`HGETALL`
+/// and `PTTL` would show.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RawEntry {
-    /// The stored bytes.
-    pub value: Bytes,
+    /// The stored value.
+    pub value: Value,
     /// Milliseconds left before expiry, or `None` when the key has no expiry.
     pub pttl_ms: Option<u64>,
 }
@@ -74,6 +98,11 @@ impl MemoryKeyspace {
         }
     }
 
+    /// The keyspace's clock: the memory counterpart of the server's `TIME`.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     fn lock(&self) -> (MutexGuard<'_, Keys>, u64) {
         // A panic while holding the lock cannot leave an entry half-written (every
         // mutation is a single map operation), so a poisoned lock is safe to reuse.
@@ -81,43 +110,148 @@ impl MemoryKeyspace {
         (guard, self.clock.now_ms())
     }
 
-    /// The live entry under a physical key, like a raw `GET` and `PTTL` on a server.
-    pub fn inspect(&self, physical: &[u8]) -> Option<RawEntry> {
+    /// Runs `f` atomically on the keyspace, at one instant: the memory counterpart of a
+    /// Lua script. Every memory implementation of a scripted operation is written as one
+    /// transaction, so it is atomic the way the script is.
+    pub fn transaction<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> R) -> R {
         let (mut keys, now) = self.lock();
-        live(&mut keys, physical, now).map(|e| RawEntry {
-            value: e.value.clone(),
-            pttl_ms: e.expires_at.map(|at| at - now),
+        f(&mut Tx {
+            keys: &mut keys,
+            now,
         })
     }
 
-    /// Writes a physical key directly, like a raw `SET` on a server (tests use it to
-    /// place keys outside a store's namespace).
+    /// The live entry under a physical key, like a raw `TYPE`/`GET`/`PTTL` on a server.
+    pub fn inspect(&self, physical: &[u8]) -> Option<RawEntry> {
+        self.transaction(|tx| {
+            let pttl_ms = tx.pttl(physical)?;
+            tx.get(physical).map(|value| RawEntry {
+                value: value.clone(),
+                pttl_ms,
+            })
+        })
+    }
+
+    /// Writes a physical string key directly, like a raw `SET` on a server (tests use it
+    /// to place keys outside a store's namespace).
     pub fn insert_raw(&self, physical: &[u8], value: Bytes, ttl: Option<Duration>) {
-        let (mut keys, now) = self.lock();
-        let expires_at = ttl.map(|t| now + t.as_millis() as u64);
-        keys.map
-            .insert(physical.to_vec(), Entry { value, expires_at });
+        self.transaction(|tx| {
+            tx.set(
+                physical.to_vec(),
+                Value::String(value),
+                ttl.map(|t| t.as_millis() as u64),
+            )
+        })
     }
 
     /// Every live physical key, in no particular order.
     pub fn physical_keys(&self) -> Vec<Vec<u8>> {
-        let (mut keys, now) = self.lock();
-        keys.map.retain(|_, e| !expired(e, now));
-        keys.map.keys().cloned().collect()
+        self.transaction(|tx| tx.keys_with_prefix(b""))
+    }
+}
+
+/// Atomic access to a [`MemoryKeyspace`] at one instant; see
+/// [`MemoryKeyspace::transaction`]. Expired keys are invisible (and removed on access),
+/// exactly as on a server.
+pub struct Tx<'a> {
+    keys: &'a mut Keys,
+    now: u64,
+}
+
+impl Tx<'_> {
+    /// The keyspace clock's reading for this transaction (ms since the epoch).
+    pub fn now_ms(&self) -> u64 {
+        self.now
+    }
+
+    fn live(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let now = self.now;
+        if self.keys.map.get(key).is_some_and(|e| expired(e, now)) {
+            self.keys.map.remove(key);
+        }
+        self.keys.map.get_mut(key)
+    }
+
+    /// The live value under `key`.
+    pub fn get(&mut self, key: &[u8]) -> Option<&Value> {
+        self.live(key).map(|e| &e.value)
+    }
+
+    /// The live value under `key`, for changing in place (its expiry is kept).
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
+        self.live(key).map(|e| &mut e.value)
+    }
+
+    /// The live string under `key`; `None` if absent or not a string.
+    pub fn get_string(&mut self, key: &[u8]) -> Option<Bytes> {
+        match self.get(key) {
+            Some(Value::String(b)) => Some(b.clone()),
+            _ => None,
+        }
+    }
+
+    /// `PTTL`: `None` if the key is absent, `Some(None)` if it has no expiry, else the
+    /// milliseconds left.
+    pub fn pttl(&mut self, key: &[u8]) -> Option<Option<u64>> {
+        let now = self.now;
+        self.live(key)
+            .map(|e| e.expires_at.map(|at| at.saturating_sub(now)))
+    }
+
+    /// `SET` (with `PX ttl_ms` when given): replaces the value and its expiry.
+    pub fn set(&mut self, key: Vec<u8>, value: Value, ttl_ms: Option<u64>) {
+        let expires_at = ttl_ms.map(|ms| self.now + ms);
+        self.keys.store(key, Entry { value, expires_at }, self.now);
+    }
+
+    /// `SET ... KEEPTTL`: replaces the value, keeping the key's expiry (none if new).
+    pub fn set_keep_ttl(&mut self, key: Vec<u8>, value: Value) {
+        let expires_at = self.live(&key).and_then(|e| e.expires_at);
+        self.keys.store(key, Entry { value, expires_at }, self.now);
+    }
+
+    /// `PEXPIRE key ms`: true when the key exists. `ms` of 0 deletes the key, as Redis does.
+    pub fn pexpire(&mut self, key: &[u8], ms: u64) -> bool {
+        if ms == 0 {
+            return self.delete(key);
+        }
+        let at = self.now + ms;
+        match self.live(key) {
+            Some(e) => {
+                e.expires_at = Some(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `PERSIST key`: removes the expiry; true when the key had one.
+    pub fn persist(&mut self, key: &[u8]) -> bool {
+        self.live(key)
+            .is_some_and(|e| e.expires_at.take().is_some())
+    }
+
+    /// `DEL key`: true when the key existed.
+    pub fn delete(&mut self, key: &[u8]) -> bool {
+        let existed = self.live(key).is_some();
+        self.keys.map.remove(key);
+        existed
+    }
+
+    /// Every live key starting with `prefix`.
+    pub fn keys_with_prefix(&mut self, prefix: &[u8]) -> Vec<Vec<u8>> {
+        let now = self.now;
+        self.keys
+            .map
+            .iter()
+            .filter(|(k, e)| k.starts_with(prefix) && !expired(e, now))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 }
 
 fn expired(e: &Entry, now: u64) -> bool {
     matches!(e.expires_at, Some(at) if now > at)
-}
-
-/// The live entry under `key`, removing it first if it has expired (lazy expiry, as Redis
-/// does on access).
-fn live<'a>(keys: &'a mut Keys, key: &[u8], now: u64) -> Option<&'a mut Entry> {
-    if keys.map.get(key).is_some_and(|e| expired(e, now)) {
-        keys.map.remove(key);
-    }
-    keys.map.get_mut(key)
 }
 
 impl Keys {
@@ -168,61 +302,49 @@ impl MemoryStorage {
         self.options.codec.key(Namespace::Secondary, key)
     }
 
-    fn namespace_keys(&self, keys: &mut Keys, now: u64) -> Vec<Vec<u8>> {
-        let ns = self.options.codec.namespace(Namespace::Secondary);
-        keys.map
-            .iter()
-            .filter(|(k, e)| k.starts_with(ns.as_bytes()) && !expired(e, now))
-            .map(|(k, _)| k.clone())
-            .collect()
+    fn keys(&self, keys: &[&str]) -> KvResult<Vec<Vec<u8>>> {
+        keys.iter().map(|k| self.key(k)).collect()
     }
 }
 
-fn entry(value: Bytes, expiry: Expiry, now: u64) -> Entry {
-    let expires_at = match expiry {
-        Expiry::AfterMs(ms) => Some(now + ms),
-        _ => None,
-    };
-    Entry { value, expires_at }
+/// A write under the TTL table: delete for "already expired", else `SET` (with `PX`).
+fn write(tx: &mut Tx<'_>, key: Vec<u8>, value: Bytes, expiry: Expiry) {
+    match expiry {
+        Expiry::Immediately => {
+            tx.delete(&key);
+        }
+        Expiry::Never => tx.set(key, Value::String(value), None),
+        Expiry::AfterMs(ms) => tx.set(key, Value::String(value), Some(ms)),
+    }
 }
 
 #[async_trait]
 impl SecondaryStorage for MemoryStorage {
     async fn get(&self, key: &str) -> KvResult<Option<Bytes>> {
         let key = self.key(key)?;
-        let (mut keys, now) = self.keyspace.lock();
-        Ok(live(&mut keys, &key, now).map(|e| e.value.clone()))
+        Ok(self.keyspace.transaction(|tx| tx.get_string(&key)))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> KvResult<()> {
         check_value(key, &value)?;
         let expiry = Expiry::from_ttl(ttl)?;
         let key = self.key(key)?;
-        let (mut keys, now) = self.keyspace.lock();
-        match expiry {
-            Expiry::Immediately => {
-                keys.map.remove(&key);
-            }
-            _ => keys.store(key, entry(value, expiry, now), now),
-        }
+        self.keyspace
+            .transaction(|tx| write(tx, key, value, expiry));
         Ok(())
     }
 
     async fn set_keep_ttl(&self, key: &str, value: Bytes) -> KvResult<()> {
         check_value(key, &value)?;
         let key = self.key(key)?;
-        let (mut keys, now) = self.keyspace.lock();
-        let expires_at = live(&mut keys, &key, now).and_then(|e| e.expires_at);
-        keys.store(key, Entry { value, expires_at }, now);
+        self.keyspace
+            .transaction(|tx| tx.set_keep_ttl(key, Value::String(value)));
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> KvResult<bool> {
         let key = self.key(key)?;
-        let (mut keys, now) = self.keyspace.lock();
-        let existed = live(&mut keys, &key, now).is_some();
-        keys.map.remove(&key);
-        Ok(existed)
+        Ok(self.keyspace.transaction(|tx| tx.delete(&key)))
     }
 
     async fn set_if_not_exists(
@@ -237,20 +359,24 @@ impl SecondaryStorage for MemoryStorage {
         if expiry == Expiry::Immediately {
             return Ok(false);
         }
-        let (mut keys, now) = self.keyspace.lock();
-        if live(&mut keys, &key, now).is_some() {
-            return Ok(false);
-        }
-        keys.store(key, entry(value, expiry, now), now);
-        Ok(true)
+        Ok(self.keyspace.transaction(|tx| {
+            if tx.get(&key).is_some() {
+                return false;
+            }
+            write(tx, key, value, expiry);
+            true
+        }))
     }
 
     async fn take(&self, key: &str) -> KvResult<Option<Bytes>> {
         let key = self.key(key)?;
-        let (mut keys, now) = self.keyspace.lock();
-        let value = live(&mut keys, &key, now).map(|e| e.value.clone());
-        keys.map.remove(&key);
-        Ok(value)
+        Ok(self.keyspace.transaction(|tx| {
+            let value = tx.get_string(&key);
+            if value.is_some() {
+                tx.delete(&key);
+            }
+            value
+        }))
     }
 
     async fn compare_and_set(
@@ -263,63 +389,47 @@ impl SecondaryStorage for MemoryStorage {
         check_value(key, &value)?;
         let expiry = Expiry::from_ttl(ttl)?;
         let key = self.key(key)?;
-        let (mut keys, now) = self.keyspace.lock();
-        let current = live(&mut keys, &key, now).map(|e| e.value.clone());
-        if current.as_deref() != expected {
-            return Ok(false);
-        }
-        match expiry {
-            Expiry::Immediately => {
-                keys.map.remove(&key);
+        Ok(self.keyspace.transaction(|tx| {
+            if tx.get_string(&key).as_deref() != expected {
+                return false;
             }
-            _ => keys.store(key, entry(value, expiry, now), now),
-        }
-        Ok(true)
+            write(tx, key, value, expiry);
+            true
+        }))
     }
 
     async fn delete_if_value(&self, key: &str, expected: &[u8]) -> KvResult<bool> {
         let key = self.key(key)?;
-        let (mut keys, now) = self.keyspace.lock();
-        let matches = live(&mut keys, &key, now).is_some_and(|e| e.value[..] == *expected);
-        if matches {
-            keys.map.remove(&key);
-        }
-        Ok(matches)
-    }
-
-    async fn get_many(&self, keys_in: &[&str]) -> KvResult<Vec<Option<Bytes>>> {
-        let physical = keys_in
-            .iter()
-            .map(|k| self.key(k))
-            .collect::<KvResult<Vec<_>>>()?;
-        let (mut keys, now) = self.keyspace.lock();
-        Ok(physical
-            .iter()
-            .map(|k| live(&mut keys, k, now).map(|e| e.value.clone()))
-            .collect())
-    }
-
-    async fn delete_many(&self, keys_in: &[&str]) -> KvResult<u64> {
-        let physical = keys_in
-            .iter()
-            .map(|k| self.key(k))
-            .collect::<KvResult<Vec<_>>>()?;
-        let (mut keys, now) = self.keyspace.lock();
-        let mut deleted = 0;
-        for k in &physical {
-            if live(&mut keys, k, now).is_some() {
-                keys.map.remove(k);
-                deleted += 1;
+        Ok(self.keyspace.transaction(|tx| {
+            let matches = tx.get_string(&key).is_some_and(|v| v[..] == *expected);
+            if matches {
+                tx.delete(&key);
             }
-        }
-        Ok(deleted)
+            matches
+        }))
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> KvResult<Vec<Option<Bytes>>> {
+        let physical = self.keys(keys)?;
+        Ok(self
+            .keyspace
+            .transaction(|tx| physical.iter().map(|k| tx.get_string(k)).collect()))
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> KvResult<u64> {
+        let physical = self.keys(keys)?;
+        Ok(self
+            .keyspace
+            .transaction(|tx| physical.iter().filter(|k| tx.delete(k)).count() as u64))
     }
 
     async fn list_keys(&self) -> KvResult<Vec<String>> {
-        let (mut keys, now) = self.keyspace.lock();
         let codec = &self.options.codec;
-        Ok(self
-            .namespace_keys(&mut keys, now)
+        let ns = codec.namespace(Namespace::Secondary);
+        let physical = self
+            .keyspace
+            .transaction(|tx| tx.keys_with_prefix(ns.as_bytes()));
+        Ok(physical
             .iter()
             .filter_map(|k| codec.logical(Namespace::Secondary, k))
             .filter_map(|l| std::str::from_utf8(l).ok().map(str::to_owned))
@@ -327,12 +437,11 @@ impl SecondaryStorage for MemoryStorage {
     }
 
     async fn clear(&self) -> KvResult<u64> {
-        let (mut keys, now) = self.keyspace.lock();
-        let doomed = self.namespace_keys(&mut keys, now);
-        for k in &doomed {
-            keys.map.remove(k);
-        }
-        Ok(doomed.len() as u64)
+        let ns = self.options.codec.namespace(Namespace::Secondary);
+        Ok(self.keyspace.transaction(|tx| {
+            let doomed = tx.keys_with_prefix(ns.as_bytes());
+            doomed.iter().filter(|k| tx.delete(k)).count() as u64
+        }))
     }
 }
 
@@ -377,7 +486,10 @@ mod tests {
         clock.advance(Duration::from_secs(4));
         s.set_keep_ttl("k", "b".into()).await.unwrap();
         let raw = s.keyspace().inspect(b"rustauth:secondary:k").unwrap();
-        assert_eq!((raw.value.as_ref(), raw.pttl_ms), (&b"b"[..], Some(6000)));
+        assert_eq!(
+            (raw.value, raw.pttl_ms),
+            (Value::String("b".into()), Some(6000))
+        );
         s.set("k", "c".into(), None).await.unwrap();
         assert_eq!(
             s.keyspace()
