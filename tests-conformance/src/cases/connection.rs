@@ -76,8 +76,9 @@ pub async fn url_forms_reach_the_server(kind: BackendKind) {
     }
 }
 
-/// A password-protected server: the right password connects, a wrong one fails with a
-/// server error, and no error or `Debug` output contains the password.
+/// A password-protected server: the right password connects (default user and an ACL
+/// user), a wrong one fails with a server error, and no error or `Debug` output contains
+/// the password.
 pub async fn password_auth_and_redaction(kind: BackendKind) {
     let secret = "s3cr3t-PassWord";
     let server = start(ServerConfig {
@@ -95,6 +96,32 @@ pub async fn password_auth_and_redaction(kind: BackendKind) {
         .set("k", "v".into(), None)
         .await
         .unwrap();
+
+    // An ACL user with its own password, given as `user:password@` in the URL.
+    let Probe::Server(mut raw) = Probe::connect(&server.url()).await else {
+        unreachable!("a server probe")
+    };
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "alice", "on", ">alice-pw", "~*", "&*", "+@all"])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let alice = format!("redis://alice:alice-pw@127.0.0.1:{}", server.port());
+    let conn = kind
+        .connect(&options(&alice, Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let s = store(conn, "acl");
+    s.set("k", "by-alice".into(), None).await.unwrap();
+    let whoami: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(
+        whoami.contains("user=alice"),
+        "a connection authenticated as alice: {whoami}"
+    );
 
     let wrong = format!("redis://:wrong-{secret}@127.0.0.1:{}", server.port());
     let e = kind
