@@ -50,6 +50,7 @@ macro_rules! for_each_storage_case {
             namespace::glob_prefix_is_literal,
             namespace::prefixes_are_isolated,
             namespace::clear_200k_keys,
+            namespace::better_auth_compat_flat_layout,
         }
     };
 }

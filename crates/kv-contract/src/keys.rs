@@ -121,23 +121,29 @@ impl KeyCodec {
     ///
     /// Rejects an empty logical key and one longer than [`Self::MAX_KEY_LEN`].
     pub fn key(&self, ns: Namespace, logical: &str) -> KvResult<Vec<u8>> {
+        self.join(ns.segment(), logical, ns.segment().trim_end_matches(':'))
+    }
+
+    /// The flat physical key `{prefix}{logical}`, without a namespace segment: the layout
+    /// of Better Auth's `@better-auth/redis-storage`. Same validation as [`Self::key`].
+    pub fn flat_key(&self, logical: &str) -> KvResult<Vec<u8>> {
+        self.join("", logical, "flat")
+    }
+
+    fn join(&self, segment: &str, logical: &str, label: &str) -> KvResult<Vec<u8>> {
         if logical.is_empty() {
-            return Err(KvError::invalid_input(format!(
-                "empty {} key",
-                ns.segment().trim_end_matches(':')
-            )));
+            return Err(KvError::invalid_input(format!("empty {label} key")));
         }
         if logical.len() > Self::MAX_KEY_LEN {
             return Err(KvError::invalid_input(format!(
-                "{} key is {} bytes long; the limit is {}",
-                ns.segment().trim_end_matches(':'),
+                "{label} key is {} bytes long; the limit is {}",
                 logical.len(),
                 Self::MAX_KEY_LEN
             )));
         }
-        let mut key = Vec::with_capacity(self.namespace_len(ns) + logical.len());
+        let mut key = Vec::with_capacity(self.prefix.0.len() + segment.len() + logical.len());
         key.extend_from_slice(self.prefix.0.as_bytes());
-        key.extend_from_slice(ns.segment().as_bytes());
+        key.extend_from_slice(segment.as_bytes());
         key.extend_from_slice(logical.as_bytes());
         Ok(key)
     }

@@ -13,7 +13,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{KvError, KvResult};
-use crate::keys::Namespace;
 use crate::script;
 use crate::storage::{check_value, SecondaryStorage, StorageOptions};
 use crate::ttl::Expiry;
@@ -54,16 +53,13 @@ impl ServerStorage {
     }
 
     fn key(&self, key: &str) -> KvResult<Bytes> {
-        self.options
-            .codec
-            .key(Namespace::Secondary, key)
-            .map(Bytes::from)
+        self.options.key(key).map(Bytes::from)
     }
 
     fn scan(&self) -> NamespaceScan<'_> {
         NamespaceScan {
             conn: &*self.conn,
-            pattern: self.options.codec.scan_pattern(Namespace::Secondary),
+            pattern: self.options.scan_pattern(),
             count: self.options.scan_count,
             cursor: Some(ScanCursor::default()),
         }
@@ -106,7 +102,7 @@ impl SecondaryStorage for ServerStorage {
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> KvResult<()> {
         check_value(key, &value)?;
-        let expiry = Expiry::from_ttl(ttl)?;
+        let expiry = self.options.expiry(ttl)?;
         let key = self.key(key)?;
         let cmd = match expiry {
             Expiry::Never => set_command(key, value),
@@ -143,7 +139,7 @@ impl SecondaryStorage for ServerStorage {
         ttl: Option<Duration>,
     ) -> KvResult<bool> {
         check_value(key, &value)?;
-        let expiry = Expiry::from_ttl(ttl)?;
+        let expiry = self.options.expiry(ttl)?;
         let key = self.key(key)?;
         let cmd = match expiry {
             Expiry::Immediately => return Ok(false),
@@ -172,7 +168,7 @@ impl SecondaryStorage for ServerStorage {
         ttl: Option<Duration>,
     ) -> KvResult<bool> {
         check_value(key, &value)?;
-        let expiry = Expiry::from_ttl(ttl)?;
+        let expiry = self.options.expiry(ttl)?;
         let physical = self.key(key)?;
         let (mode, expected) = match expected {
             Some(e) => (Bytes::from_static(b"1"), Bytes::copy_from_slice(e)),
@@ -226,13 +222,12 @@ impl SecondaryStorage for ServerStorage {
     }
 
     async fn list_keys(&self) -> KvResult<Vec<String>> {
-        let codec = &self.options.codec;
         let mut seen: HashSet<Bytes> = HashSet::new();
         let mut keys = Vec::new();
         let mut scan = self.scan();
         while let Some(page) = scan.next_page().await? {
             for physical in page {
-                let Some(logical) = codec.logical(Namespace::Secondary, &physical) else {
+                let Some(logical) = self.options.logical(&physical) else {
                     continue;
                 };
                 match std::str::from_utf8(logical) {

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{KvError, KvResult};
-use crate::keys::{KeyCodec, Prefix};
+use crate::glob;
+use crate::keys::{KeyCodec, Namespace, Prefix};
+use crate::ttl::Expiry;
 
 /// The largest value accepted, in bytes: Redis's own limit for a string (512 MiB).
 pub const MAX_VALUE_LEN: usize = 512 * 1024 * 1024;
@@ -104,6 +106,30 @@ pub trait SecondaryStorageExt: SecondaryStorage {
 
 impl<T: SecondaryStorage + ?Sized> SecondaryStorageExt for T {}
 
+/// Where secondary-storage keys live under the prefix.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyLayout {
+    /// `{prefix}secondary:{key}`: rustauth's layout (default). `clear` cannot touch other
+    /// namespaces (rate limits) under the same prefix.
+    #[default]
+    Namespaced,
+    /// `{prefix}{key}`: Better Auth's `@better-auth/redis-storage` layout. `list_keys` and
+    /// `clear` cover everything under the prefix, so give such a store a prefix of its own.
+    Flat,
+}
+
+/// What a TTL of zero means on writes.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZeroTtl {
+    /// Already expired: the write deletes the key (rustauth's rule, default).
+    #[default]
+    Delete,
+    /// Stored without expiry: Better Auth's rule (`SETEX` only for a TTL above 0).
+    NoExpiry,
+}
+
 /// Options of a secondary store. Build with [`StorageOptions::builder`].
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,14 +138,19 @@ pub struct StorageOptions {
     pub codec: KeyCodec,
     /// `COUNT` hint of each `SCAN` page, and so the largest `DEL` batch of `clear`.
     pub scan_count: u32,
+    /// The key layout.
+    pub layout: KeyLayout,
+    /// What a TTL of zero means.
+    pub zero_ttl: ZeroTtl,
+    /// The bytes every key of this store starts with (derived from codec and layout).
+    key_space: String,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
-        StorageOptions {
-            codec: KeyCodec::default(),
-            scan_count: StorageOptions::DEFAULT_SCAN_COUNT,
-        }
+        StorageOptions::builder()
+            .build()
+            .expect("the default options are valid")
     }
 }
 
@@ -134,6 +165,43 @@ impl StorageOptions {
         StorageOptionsBuilder {
             prefix: crate::keys::DEFAULT_PREFIX.to_owned(),
             scan_count: Self::DEFAULT_SCAN_COUNT,
+            layout: KeyLayout::default(),
+            zero_ttl: ZeroTtl::default(),
+        }
+    }
+
+    /// The physical key of a logical key, in this store's layout.
+    pub fn key(&self, logical: &str) -> KvResult<Vec<u8>> {
+        match self.layout {
+            KeyLayout::Namespaced => self.codec.key(Namespace::Secondary, logical),
+            KeyLayout::Flat => self.codec.flat_key(logical),
+        }
+    }
+
+    /// The bytes every key of this store starts with: `{prefix}secondary:` (or `{prefix}`
+    /// in the flat layout).
+    pub fn key_space(&self) -> &str {
+        &self.key_space
+    }
+
+    /// The escaped SCAN `MATCH` pattern of [`Self::key_space`].
+    pub fn scan_pattern(&self) -> Vec<u8> {
+        let mut pattern = glob::escape(self.key_space.as_bytes());
+        pattern.push(b'*');
+        pattern
+    }
+
+    /// The logical key of a physical key, or `None` when it is not this store's
+    /// (stripped literally).
+    pub fn logical<'a>(&self, physical: &'a [u8]) -> Option<&'a [u8]> {
+        physical.strip_prefix(self.key_space.as_bytes())
+    }
+
+    /// The TTL table applied to `ttl`, with this store's [`ZeroTtl`] rule.
+    pub fn expiry(&self, ttl: Option<Duration>) -> KvResult<Expiry> {
+        match (Expiry::from_ttl(ttl)?, self.zero_ttl) {
+            (Expiry::Immediately, ZeroTtl::NoExpiry) => Ok(Expiry::Never),
+            (e, _) => Ok(e),
         }
     }
 }
@@ -143,6 +211,8 @@ impl StorageOptions {
 pub struct StorageOptionsBuilder {
     prefix: String,
     scan_count: u32,
+    layout: KeyLayout,
+    zero_ttl: ZeroTtl,
 }
 
 impl StorageOptionsBuilder {
@@ -158,6 +228,27 @@ impl StorageOptionsBuilder {
         self
     }
 
+    /// Sets the key layout (default [`KeyLayout::Namespaced`]).
+    pub fn layout(mut self, layout: KeyLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Sets what a TTL of zero means (default [`ZeroTtl::Delete`]).
+    pub fn zero_ttl(mut self, zero_ttl: ZeroTtl) -> Self {
+        self.zero_ttl = zero_ttl;
+        self
+    }
+
+    /// Reads and writes data the way Better Auth's `@better-auth/redis-storage` does:
+    /// prefix `better-auth:`, flat keys `{prefix}{key}`, a TTL of zero stores without
+    /// expiry. Call [`Self::prefix`] afterwards if you configured another `keyPrefix`.
+    pub fn better_auth_compatible(self) -> Self {
+        self.prefix("better-auth:")
+            .layout(KeyLayout::Flat)
+            .zero_ttl(ZeroTtl::NoExpiry)
+    }
+
     /// Validates and builds the options.
     pub fn build(self) -> KvResult<StorageOptions> {
         let prefix = Prefix::new(self.prefix)?;
@@ -168,9 +259,17 @@ impl StorageOptionsBuilder {
                 StorageOptions::MAX_SCAN_COUNT
             )));
         }
+        let codec = KeyCodec::new(prefix);
+        let key_space = match self.layout {
+            KeyLayout::Namespaced => codec.namespace(Namespace::Secondary),
+            KeyLayout::Flat => codec.prefix().as_str().to_owned(),
+        };
         Ok(StorageOptions {
-            codec: KeyCodec::new(prefix),
+            codec,
             scan_count: self.scan_count,
+            layout: self.layout,
+            zero_ttl: self.zero_ttl,
+            key_space,
         })
     }
 }
@@ -184,4 +283,41 @@ pub fn check_value(key: &str, value: &[u8]) -> KvResult<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_build_keys_and_patterns() {
+        let ns = StorageOptions::builder().prefix("a*:").build().unwrap();
+        assert_eq!(ns.key("k").unwrap(), b"a*:secondary:k");
+        assert_eq!(ns.scan_pattern(), b"a\\*:secondary:*");
+        assert_eq!(ns.logical(b"a*:secondary:k"), Some(&b"k"[..]));
+        assert_eq!(ns.logical(b"a*:rate-limit:k"), None);
+
+        let flat = StorageOptions::builder()
+            .better_auth_compatible()
+            .build()
+            .unwrap();
+        assert_eq!(
+            flat.key("active-sessions-1").unwrap(),
+            b"better-auth:active-sessions-1"
+        );
+        assert_eq!(flat.scan_pattern(), b"better-auth:*");
+        assert_eq!(flat.logical(b"better-auth:x:y"), Some(&b"x:y"[..]));
+        assert_eq!(flat.expiry(Some(Duration::ZERO)).unwrap(), Expiry::Never);
+        assert_eq!(
+            ns.expiry(Some(Duration::ZERO)).unwrap(),
+            Expiry::Immediately
+        );
+        assert!(flat.key("").is_err());
+    }
+
+    #[test]
+    fn scan_count_is_validated() {
+        let e = StorageOptions::builder().scan_count(0).build().unwrap_err();
+        assert!(e.message().contains("scan count 0"), "{e}");
+    }
 }

@@ -127,3 +127,63 @@ pub async fn clear_200k_keys(ctx: Ctx) {
         rss_after.unwrap_or(0),
     ));
 }
+
+/// Better Auth compatibility: a store built with `better_auth_compatible()` reads keys
+/// written the way `@better-auth/redis-storage` writes them (`{prefix}{key}`, `SETEX`),
+/// stores a TTL of 0 without expiry as Better Auth does, and lists/clears its flat prefix.
+pub async fn better_auth_compat_flat_layout(ctx: Ctx) {
+    use kv_contract::storage::StorageOptions;
+    use std::time::Duration;
+
+    let prefix = format!("{}ba-", ctx.prefix().as_str());
+    let compat = StorageOptions::builder()
+        .better_auth_compatible()
+        .prefix(prefix.clone())
+        .build()
+        .unwrap();
+    let (a, b) = (ctx.store_a(compat.clone()), ctx.store_b(compat));
+    // What Better Auth wrote: a session under its raw token, and the per-user index.
+    let session = br#"{"session":{"token":"tok1","userId":"u1"},"user":{"id":"u1"}}"#;
+    ctx.probe
+        .set(
+            format!("{prefix}tok1").as_bytes(),
+            session,
+            Some(Duration::from_secs(3600)),
+        )
+        .await;
+    ctx.probe
+        .set(
+            format!("{prefix}active-sessions-u1").as_bytes(),
+            br#"[{"token":"tok1","expiresAt":1}]"#,
+            None,
+        )
+        .await;
+    assert_eq!(b.get("tok1").await.unwrap().as_deref(), Some(&session[..]));
+    let mut keys = b.list_keys().await.unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec!["active-sessions-u1".to_owned(), "tok1".to_owned()]
+    );
+
+    // Better Auth's TTL rule: 0 means "no expiry", not "delete".
+    a.set("verification:x", "v".into(), Some(Duration::ZERO))
+        .await
+        .unwrap();
+    let raw = format!("{prefix}verification:x").into_bytes();
+    assert_eq!(ctx.probe.get(&raw).await.as_deref(), Some(&b"v"[..]));
+    assert_eq!(ctx.probe.pttl(&raw).await, crate::probe::Pttl::Persistent);
+    a.set("verification:y", "v".into(), Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ctx.probe.pttl(format!("{prefix}verification:y").as_bytes()).await,
+        crate::probe::Pttl::Ms(ms) if ms <= 10_000
+    ));
+    assert_eq!(b.clear().await.unwrap(), 4);
+    assert!(ctx
+        .probe
+        .keys_with_prefix(prefix.as_bytes())
+        .await
+        .is_empty());
+}

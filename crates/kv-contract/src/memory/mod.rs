@@ -19,7 +19,6 @@ use bytes::Bytes;
 pub use clock::{Clock, ManualClock, SystemClock};
 
 use crate::error::KvResult;
-use crate::keys::Namespace;
 use crate::storage::{check_value, SecondaryStorage, StorageOptions};
 use crate::ttl::Expiry;
 
@@ -299,7 +298,7 @@ impl MemoryStorage {
     }
 
     fn key(&self, key: &str) -> KvResult<Vec<u8>> {
-        self.options.codec.key(Namespace::Secondary, key)
+        self.options.key(key)
     }
 
     fn keys(&self, keys: &[&str]) -> KvResult<Vec<Vec<u8>>> {
@@ -327,7 +326,7 @@ impl SecondaryStorage for MemoryStorage {
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> KvResult<()> {
         check_value(key, &value)?;
-        let expiry = Expiry::from_ttl(ttl)?;
+        let expiry = self.options.expiry(ttl)?;
         let key = self.key(key)?;
         self.keyspace
             .transaction(|tx| write(tx, key, value, expiry));
@@ -354,7 +353,7 @@ impl SecondaryStorage for MemoryStorage {
         ttl: Option<Duration>,
     ) -> KvResult<bool> {
         check_value(key, &value)?;
-        let expiry = Expiry::from_ttl(ttl)?;
+        let expiry = self.options.expiry(ttl)?;
         let key = self.key(key)?;
         if expiry == Expiry::Immediately {
             return Ok(false);
@@ -387,7 +386,7 @@ impl SecondaryStorage for MemoryStorage {
         ttl: Option<Duration>,
     ) -> KvResult<bool> {
         check_value(key, &value)?;
-        let expiry = Expiry::from_ttl(ttl)?;
+        let expiry = self.options.expiry(ttl)?;
         let key = self.key(key)?;
         Ok(self.keyspace.transaction(|tx| {
             if tx.get_string(&key).as_deref() != expected {
@@ -424,22 +423,19 @@ impl SecondaryStorage for MemoryStorage {
     }
 
     async fn list_keys(&self) -> KvResult<Vec<String>> {
-        let codec = &self.options.codec;
-        let ns = codec.namespace(Namespace::Secondary);
-        let physical = self
-            .keyspace
-            .transaction(|tx| tx.keys_with_prefix(ns.as_bytes()));
+        let space = self.options.key_space().as_bytes();
+        let physical = self.keyspace.transaction(|tx| tx.keys_with_prefix(space));
         Ok(physical
             .iter()
-            .filter_map(|k| codec.logical(Namespace::Secondary, k))
+            .filter_map(|k| self.options.logical(k))
             .filter_map(|l| std::str::from_utf8(l).ok().map(str::to_owned))
             .collect())
     }
 
     async fn clear(&self) -> KvResult<u64> {
-        let ns = self.options.codec.namespace(Namespace::Secondary);
+        let space = self.options.key_space().as_bytes();
         Ok(self.keyspace.transaction(|tx| {
-            let doomed = tx.keys_with_prefix(ns.as_bytes());
+            let doomed = tx.keys_with_prefix(space);
             doomed.iter().filter(|k| tx.delete(k)).count() as u64
         }))
     }
