@@ -2,7 +2,10 @@
 //! topology against one Redis server (its own, or `--url`), prints a case × backend table
 //! and the measurements, and ends with `N passed, M failed`. Exits non-zero on a failure.
 //!
-//! Usage: `conformance [--url redis://...] [--case SUBSTRING]`
+//! Usage: `conformance [--url redis://...] [--case SUBSTRING] [--results FILE]`
+//!
+//! `--results FILE` also writes one line per cell, `case<TAB>topology<TAB>status` with
+//! status `pass`, `fail`, `not-run` or `n/a`, for `cargo xtask parity`.
 
 use std::process::ExitCode;
 
@@ -13,20 +16,26 @@ use tests_conformance::{report, BackendKind, Topology};
 struct Args {
     url: Option<String>,
     filter: Option<String>,
+    results: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         url: None,
         filter: None,
+        results: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--url" => args.url = Some(it.next().ok_or("--url needs a value")?),
             "--case" => args.filter = Some(it.next().ok_or("--case needs a value")?),
+            "--results" => args.results = Some(it.next().ok_or("--results needs a file")?.into()),
             "-h" | "--help" => {
-                println!("usage: conformance [--url redis://host:port] [--case SUBSTRING]");
+                println!(
+                    "usage: conformance [--url redis://host:port] [--case SUBSTRING] \
+                     [--results FILE]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -120,28 +129,36 @@ async fn main() -> ExitCode {
     println!("{}", "-".repeat(width + columns.len() * 13));
     let (mut passed, mut failed, mut not_run) = (0, 0, 0);
     let mut failures = Vec::new();
+    let mut results = String::new();
     for (name, cells) in &rows {
         print!("{name:width$}");
         for (cell, col) in cells.iter().zip(&columns) {
-            let text = match cell {
+            let (text, status) = match cell {
                 Cell::Pass => {
                     passed += 1;
-                    "pass"
+                    ("pass", "pass")
                 }
                 Cell::Fail(e) => {
                     failed += 1;
                     failures.push(format!("{name} [{col}]: {e}"));
-                    "FAIL"
+                    ("FAIL", "fail")
                 }
                 Cell::NotRun => {
                     not_run += 1;
-                    "NOT RUN"
+                    ("NOT RUN", "not-run")
                 }
-                Cell::NotApplicable => "n/a",
+                Cell::NotApplicable => ("n/a", "n/a"),
             };
             print!(" | {text:^10}");
+            results.push_str(&format!("{name}\t{col}\t{status}\n"));
         }
         println!();
+    }
+    if let Some(path) = &args.results {
+        if let Err(e) = std::fs::write(path, &results) {
+            eprintln!("conformance: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
     }
     println!("\n(n/a: connection cases concern the server backends only; they run per backend.)");
     for f in &failures {
