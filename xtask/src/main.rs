@@ -5,9 +5,12 @@
 //! - `conformance [--url URL] [--case SUBSTRING]`: the conformance table (starts its own
 //!   `redis-server` when no URL is given);
 //! - `test`: every test of the workspace, including the TLS-feature builds of the
-//!   backends — the command CI runs.
+//!   backends — the command CI runs;
+//! - `parity [--results FILE] [--check]`: the audit against Better Auth, writing
+//!   `docs/parity.md`.
 
 mod conformance;
+mod parity;
 mod test;
 
 use std::process::{Command, ExitCode};
@@ -19,12 +22,14 @@ fn main() -> ExitCode {
     let result = match command.as_deref() {
         Some("conformance") => conformance::run(&rest),
         Some("test") => test::run(&rest),
+        Some("parity") => parity::run(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  conformance [--url URL] [--case SUBSTRING]   run the conformance table\n  \
-                 test                                          run every test (what CI runs)"
+                 test                                          run every test (what CI runs)\n  \
+                 parity [--results FILE] [--check]             audit against Better Auth, write docs/parity.md"
             );
             return ExitCode::from(2);
         }

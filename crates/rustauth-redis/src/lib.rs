@@ -125,6 +125,11 @@ impl RedisConnection {
         tracing::debug!(%server, "rustauth-redis connected");
         Ok(RedisConnection { manager, server })
     }
+
+    /// The underlying redis-rs connection manager (for commands rustauth-kv does not wrap).
+    pub fn client(&self) -> &ConnectionManager {
+        &self.manager
+    }
 }
 
 #[async_trait]
