@@ -86,7 +86,7 @@ impl NamespaceScan<'_> {
     }
 }
 
-fn set_command(key: Bytes, value: Bytes) -> Command {
+fn set_command(key: impl Into<Bytes>, value: Bytes) -> Command {
     Command::new("SET").key(key).arg(value)
 }
 
@@ -101,9 +101,7 @@ impl SecondaryStorage for ServerStorage {
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> KvResult<()> {
-        check_value(key, &value)?;
-        let expiry = self.options.expiry(ttl)?;
-        let key = self.key(key)?;
+        let (key, expiry) = self.options.write_plan(key, &value, ttl)?;
         let cmd = match expiry {
             Expiry::Never => set_command(key, value),
             Expiry::Immediately => Command::new("DEL").key(key),
@@ -138,9 +136,7 @@ impl SecondaryStorage for ServerStorage {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> KvResult<bool> {
-        check_value(key, &value)?;
-        let expiry = self.options.expiry(ttl)?;
-        let key = self.key(key)?;
+        let (key, expiry) = self.options.write_plan(key, &value, ttl)?;
         let cmd = match expiry {
             Expiry::Immediately => return Ok(false),
             Expiry::Never => set_command(key, value).arg("NX"),
@@ -167,9 +163,7 @@ impl SecondaryStorage for ServerStorage {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> KvResult<bool> {
-        check_value(key, &value)?;
-        let expiry = self.options.expiry(ttl)?;
-        let physical = self.key(key)?;
+        let (physical, expiry) = self.options.write_plan(key, &value, ttl)?;
         let (mode, expected) = match expected {
             Some(e) => (Bytes::from_static(b"1"), Bytes::copy_from_slice(e)),
             None => (Bytes::from_static(b"0"), Bytes::new()),

@@ -197,6 +197,20 @@ impl StorageOptions {
         physical.strip_prefix(self.key_space.as_bytes())
     }
 
+    /// Validates one write before any I/O — value size, TTL, key — and returns the
+    /// physical key and the expiry to apply. Both implementations call this, so they
+    /// reject exactly the same input.
+    pub fn write_plan(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> KvResult<(Vec<u8>, Expiry)> {
+        check_value(key, value)?;
+        let expiry = self.expiry(ttl)?;
+        Ok((self.key(key)?, expiry))
+    }
+
     /// The TTL table applied to `ttl`, with this store's [`ZeroTtl`] rule.
     pub fn expiry(&self, ttl: Option<Duration>) -> KvResult<Expiry> {
         match (Expiry::from_ttl(ttl)?, self.zero_ttl) {

@@ -187,14 +187,11 @@ pub trait Connection: Send + Sync + std::fmt::Debug + 'static {
         let (Some(cursor), Some(keys), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(KvError::unexpected("SCAN reply is not [cursor, keys]"));
         };
-        let cursor = cursor.into_int().and_then(|c| {
-            u64::try_from(c).map_err(|_| KvError::unexpected("negative SCAN cursor"))
-        });
-        // Cursors above i64::MAX arrive as bulk strings that do not parse as i64.
-        let cursor = match cursor {
-            Ok(c) => c,
-            Err(_) => return Err(KvError::unexpected("SCAN cursor is not a 64-bit integer")),
-        };
+        // The cursor is an unsigned 64-bit number sent as a bulk string.
+        let cursor = cursor
+            .into_opt_bytes()?
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
+            .ok_or_else(|| KvError::unexpected("SCAN cursor is not an unsigned 64-bit integer"))?;
         let keys = keys
             .into_array()?
             .into_iter()

@@ -325,9 +325,7 @@ impl SecondaryStorage for MemoryStorage {
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> KvResult<()> {
-        check_value(key, &value)?;
-        let expiry = self.options.expiry(ttl)?;
-        let key = self.key(key)?;
+        let (key, expiry) = self.options.write_plan(key, &value, ttl)?;
         self.keyspace
             .transaction(|tx| write(tx, key, value, expiry));
         Ok(())
@@ -352,9 +350,7 @@ impl SecondaryStorage for MemoryStorage {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> KvResult<bool> {
-        check_value(key, &value)?;
-        let expiry = self.options.expiry(ttl)?;
-        let key = self.key(key)?;
+        let (key, expiry) = self.options.write_plan(key, &value, ttl)?;
         if expiry == Expiry::Immediately {
             return Ok(false);
         }
@@ -385,9 +381,7 @@ impl SecondaryStorage for MemoryStorage {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> KvResult<bool> {
-        check_value(key, &value)?;
-        let expiry = self.options.expiry(ttl)?;
-        let key = self.key(key)?;
+        let (key, expiry) = self.options.write_plan(key, &value, ttl)?;
         Ok(self.keyspace.transaction(|tx| {
             if tx.get_string(&key).as_deref() != expected {
                 return false;
