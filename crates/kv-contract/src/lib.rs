@@ -7,6 +7,7 @@
 //! | [`keys`] | the key codec `{prefix}secondary:{key}`, prefix validation |
 //! | [`ttl`] | the TTL table (`None` = no expiry, `Some(0)` = delete) |
 //! | [`glob`] | SCAN `MATCH` escaping |
+//! | [`slot`] | Redis Cluster hash slots (to prove multi-key scripts stay in one slot) |
 //! | [`script`] | the Lua sources and their SHA1s |
 //! | [`wire`] | [`Command`], [`Reply`] and the [`Connection`] trait backends implement |
 //! | [`config`] | URL parsing, timeouts, reconnect policy, password redaction |
@@ -41,13 +42,14 @@ pub mod keys;
 pub mod memory;
 pub mod script;
 pub mod server;
+pub mod slot;
 pub mod storage;
 pub mod ttl;
 pub mod wire;
 
 pub use config::{ConnectionOptions, Endpoint, Password, ServerAddress};
 pub use error::{ErrorKind, KvError, KvResult};
-pub use keys::{KeyCodec, Namespace, Prefix, DEFAULT_PREFIX};
+pub use keys::{KeyCodec, LockKeys, Namespace, Prefix, DEFAULT_PREFIX};
 pub use memory::{MemoryKeyspace, MemoryStorage};
 pub use server::{ServerStorage, SharedConnection};
 pub use storage::{SecondaryStorage, SecondaryStorageExt, StorageOptions};
