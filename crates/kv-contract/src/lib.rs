@@ -11,6 +11,7 @@
 //! | [`script`] | the Lua sources and their SHA1s |
 //! | [`wire`] | [`Command`], [`Reply`] and the [`Connection`] trait backends implement |
 //! | [`config`] | URL parsing, timeouts, reconnect policy, password redaction |
+//! | [`lock`] | distributed locks with fencing tokens ([`Lock`], [`ServerLock`], [`MemoryLock`]) |
 //! | [`storage`] | the [`SecondaryStorage`] trait and its options |
 //! | [`server`] | [`ServerStorage`]: the trait on any Redis connection |
 //! | [`memory`] | [`MemoryStorage`]: the executable spec and embedded default |
@@ -39,6 +40,7 @@ pub mod config;
 pub mod error;
 pub mod glob;
 pub mod keys;
+pub mod lock;
 pub mod memory;
 pub mod script;
 pub mod server;
@@ -50,6 +52,7 @@ pub mod wire;
 pub use config::{ConnectionOptions, Endpoint, Password, ServerAddress};
 pub use error::{ErrorKind, KvError, KvResult};
 pub use keys::{KeyCodec, LockKeys, Namespace, Prefix, DEFAULT_PREFIX};
+pub use lock::{Lock, LockExt, LockOptions, MemoryLock, ServerLock};
 pub use memory::{MemoryKeyspace, MemoryStorage};
 pub use server::{ServerStorage, SharedConnection};
 pub use storage::{SecondaryStorage, SecondaryStorageExt, StorageOptions};
