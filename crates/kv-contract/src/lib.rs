@@ -15,6 +15,7 @@
 //! | [`storage`] | the [`SecondaryStorage`] trait and its options |
 //! | [`server`] | [`ServerStorage`]: the trait on any Redis connection |
 //! | [`memory`] | [`MemoryStorage`]: the executable spec and embedded default |
+//! | [`health`] | `PING` latency, `INFO server` (Redis/Valkey, version, mode), the minimum-version check |
 //! | [`error`] | [`KvError`] and its [`ErrorKind`]s |
 //!
 //! It never depends on a Redis client: `rustauth-redis` (redis-rs) and `rustauth-fred`
@@ -39,6 +40,7 @@
 pub mod config;
 pub mod error;
 pub mod glob;
+pub mod health;
 pub mod keys;
 pub mod lock;
 pub mod memory;
@@ -51,6 +53,7 @@ pub mod wire;
 
 pub use config::{ConnectionOptions, Endpoint, Password, ServerAddress};
 pub use error::{ErrorKind, KvError, KvResult};
+pub use health::{ServerHealth, ServerInfo};
 pub use keys::{KeyCodec, LockKeys, Namespace, Prefix, DEFAULT_PREFIX};
 pub use lock::{Lock, LockExt, LockOptions, MemoryLock, ServerLock};
 pub use memory::{MemoryKeyspace, MemoryStorage};
