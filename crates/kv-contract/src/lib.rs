@@ -16,6 +16,7 @@
 //! | [`server`] | [`ServerStorage`]: the trait on any Redis connection |
 //! | [`memory`] | [`MemoryStorage`]: the executable spec and embedded default |
 //! | [`health`] | `PING` latency, `INFO server` (Redis/Valkey, version, mode), the minimum-version check |
+//! | [`breaker`] | [`CircuitBreaker`]: stop calling an unavailable server, probe, recover |
 //! | [`error`] | [`KvError`] and its [`ErrorKind`]s |
 //!
 //! It never depends on a Redis client: `rustauth-redis` (redis-rs) and `rustauth-fred`
@@ -37,6 +38,7 @@
 //!
 //! Minimum server version: Redis 6.2 or Valkey 7.2 (`GETDEL`, `SET ... KEEPTTL`).
 
+pub mod breaker;
 pub mod config;
 pub mod error;
 pub mod glob;
@@ -51,6 +53,7 @@ pub mod storage;
 pub mod ttl;
 pub mod wire;
 
+pub use breaker::{BreakerOptions, CircuitBreaker};
 pub use config::{ConnectionOptions, Endpoint, Password, ServerAddress};
 pub use error::{ErrorKind, KvError, KvResult};
 pub use health::{ServerHealth, ServerInfo};
