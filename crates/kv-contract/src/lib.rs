@@ -17,6 +17,7 @@
 //! | [`memory`] | [`MemoryStorage`]: the executable spec and embedded default |
 //! | [`health`] | `PING` latency, `INFO server` (Redis/Valkey, version, mode), the minimum-version check |
 //! | [`breaker`] | [`CircuitBreaker`]: stop calling an unavailable server, probe, recover |
+//! | [`resilient`] | wrappers that degrade by policy (fail, skip, fall back) while Redis is down |
 //! | [`error`] | [`KvError`] and its [`ErrorKind`]s |
 //!
 //! It never depends on a Redis client: `rustauth-redis` (redis-rs) and `rustauth-fred`
@@ -46,6 +47,7 @@ pub mod health;
 pub mod keys;
 pub mod lock;
 pub mod memory;
+pub mod resilient;
 pub mod script;
 pub mod server;
 pub mod slot;
@@ -60,6 +62,7 @@ pub use health::{ServerHealth, ServerInfo};
 pub use keys::{KeyCodec, LockKeys, Namespace, Prefix, DEFAULT_PREFIX};
 pub use lock::{Lock, LockExt, LockOptions, MemoryLock, ServerLock};
 pub use memory::{MemoryKeyspace, MemoryStorage};
+pub use resilient::{OnUnavailable, ResilientLock, ResilientStorage};
 pub use server::{ServerStorage, SharedConnection};
 pub use storage::{SecondaryStorage, SecondaryStorageExt, StorageOptions};
 pub use wire::{Command, Connection, Reply};
