@@ -50,6 +50,11 @@ macro_rules! for_each_storage_case {
             namespace::glob_prefix_is_literal,
             namespace::prefixes_are_isolated,
             namespace::clear_200k_keys,
+            lock::concurrent_acquire_has_one_owner,
+            lock::fencing_tokens_strictly_increase,
+            lock::expired_lock_survives_old_owner,
+            lock::lock_input_rejected_before_io,
+            lock::run_exclusive_runs_once,
         }
     };
 }
