@@ -71,6 +71,9 @@ macro_rules! for_each_connection_case {
             connection::hung_server_times_out,
             connection::reconnects_after_restart,
             connection::wrong_type_is_a_server_error,
+            health::ping_and_server_info,
+            resilience::breaker_opens_on_a_hung_server_and_recovers,
+            resilience::breaker_recovers_after_restart,
         }
     };
 }
