@@ -51,6 +51,11 @@ macro_rules! for_each_storage_case {
             namespace::prefixes_are_isolated,
             namespace::clear_200k_keys,
             namespace::better_auth_compat_flat_layout,
+            lock::concurrent_acquire_has_one_owner,
+            lock::fencing_tokens_strictly_increase,
+            lock::expired_lock_survives_old_owner,
+            lock::lock_input_rejected_before_io,
+            lock::run_exclusive_runs_once,
         }
     };
 }
@@ -67,6 +72,9 @@ macro_rules! for_each_connection_case {
             connection::hung_server_times_out,
             connection::reconnects_after_restart,
             connection::wrong_type_is_a_server_error,
+            health::ping_and_server_info,
+            resilience::breaker_opens_on_a_hung_server_and_recovers,
+            resilience::breaker_recovers_after_restart,
         }
     };
 }

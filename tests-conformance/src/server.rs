@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub password: Option<String>,
     /// Use this port instead of a free one (to restart a server where it was).
     pub port: Option<u16>,
+    /// Start with `--cluster-enabled yes` (a single cluster node, no slots assigned:
+    /// enough for `CLUSTER KEYSLOT` and `INFO server`'s mode).
+    pub cluster: bool,
 }
 
 /// A `redis-server` process started by the tests.
@@ -120,6 +123,9 @@ impl RedisServer {
         .collect();
         if let Some(pw) = &config.password {
             args.extend(["--requirepass".to_owned(), pw.clone()]);
+        }
+        if config.cluster {
+            args.extend(["--cluster-enabled".to_owned(), "yes".to_owned()]);
         }
         // The watchdog: start the server, wait for stdin to close, kill the server.
         let script = r#""$0" "$@" & pid=$!; echo "$pid"; cat >/dev/null; kill "$pid" 2>/dev/null; wait "$pid""#;

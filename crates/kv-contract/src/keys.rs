@@ -2,14 +2,21 @@
 //!
 //! Every physical key is `{prefix}{namespace}{logical}`: the prefix names the deployment
 //! (default `rustauth:`), the namespace names the kind of data (`secondary:`,
-//! `rate-limit:`). Both backends and the memory store build keys only here, so the same
-//! call puts the same bytes in Redis whichever client sends it.
+//! `rate-limit:`, `lock:`). Both backends and the memory store build keys only here, so
+//! the same call puts the same bytes in Redis whichever client sends it.
+//!
+//! Locks are the one place with two keys per logical name (the lock and its fencing
+//! counter); [`KeyCodec::lock_keys`] puts both in one Redis Cluster hash slot with a
+//! `{...}` hash tag, so the acquire script may touch both.
 
 use crate::error::{KvError, KvResult};
 use crate::glob;
 
 /// The prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "rustauth:";
+
+/// What a lock's fencing-counter key adds to the lock key.
+const FENCE_SUFFIX: &str = ":fence";
 
 /// A kind of data, with its own segment of the keyspace under the prefix.
 #[non_exhaustive]
@@ -19,17 +26,21 @@ pub enum Namespace {
     Secondary,
     /// Rate-limit buckets: `{prefix}rate-limit:{bucket}`.
     RateLimit,
+    /// Distributed locks and their fencing counters: `{prefix}lock:{<name>}` and
+    /// `{prefix}lock:{<name>}:fence` (the braces are literal: a hash tag).
+    Lock,
 }
 
 impl Namespace {
     /// Every namespace, in a fixed order.
-    pub const ALL: [Namespace; 2] = [Namespace::Secondary, Namespace::RateLimit];
+    pub const ALL: [Namespace; 3] = [Namespace::Secondary, Namespace::RateLimit, Namespace::Lock];
 
     /// The namespace's segment, including its trailing `:`.
     pub const fn segment(self) -> &'static str {
         match self {
             Namespace::Secondary => "secondary:",
             Namespace::RateLimit => "rate-limit:",
+            Namespace::Lock => "lock:",
         }
     }
 }
@@ -96,6 +107,15 @@ impl Default for Prefix {
     }
 }
 
+/// The two physical keys of one lock name; see [`KeyCodec::lock_keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockKeys {
+    /// `{prefix}lock:{<name>}`: holds the owner token, with the lock's expiry.
+    pub lock: Vec<u8>,
+    /// `{prefix}lock:{<name>}:fence`: the fencing counter, an integer without expiry.
+    pub fence: Vec<u8>,
+}
+
 /// Builds and parses physical keys for one prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct KeyCodec {
@@ -148,6 +168,60 @@ impl KeyCodec {
         Ok(key)
     }
 
+    /// The keys of the lock `name`: `{prefix}lock:{<name>}` and `{prefix}lock:{<name>}:fence`,
+    /// where the braces around the name are literal. They are a Redis Cluster hash tag: both
+    /// keys hash by the same bytes, so they live in one slot and one script may touch both.
+    ///
+    /// Rejects an empty name, one longer than [`Self::MAX_KEY_LEN`], and one containing `{`
+    /// or `}` (it would end the hash tag early, and could make one lock's counter key equal
+    /// another lock's key). The prefix must not defeat the tag; see
+    /// [`KeyCodec::check_lock_prefix`].
+    pub fn lock_keys(&self, name: &str) -> KvResult<LockKeys> {
+        if name.is_empty() {
+            return Err(KvError::invalid_input("empty lock name"));
+        }
+        if name.len() > Self::MAX_KEY_LEN {
+            return Err(KvError::invalid_input(format!(
+                "lock name is {} bytes long; the limit is {}",
+                name.len(),
+                Self::MAX_KEY_LEN
+            )));
+        }
+        if name.contains(['{', '}']) {
+            return Err(KvError::invalid_input(format!(
+                "lock name {name:?} contains '{{' or '}}': lock names are wrapped in a Redis \
+                 Cluster hash tag and may not contain braces"
+            )));
+        }
+        let ns = self.namespace(Namespace::Lock);
+        let mut lock = Vec::with_capacity(ns.len() + name.len() + 2);
+        lock.extend_from_slice(ns.as_bytes());
+        lock.push(b'{');
+        lock.extend_from_slice(name.as_bytes());
+        lock.push(b'}');
+        let mut fence = Vec::with_capacity(lock.len() + FENCE_SUFFIX.len());
+        fence.extend_from_slice(&lock);
+        fence.extend_from_slice(FENCE_SUFFIX.as_bytes());
+        Ok(LockKeys { lock, fence })
+    }
+
+    /// Rejects a prefix under which a lock and its fencing counter could land in different
+    /// Redis Cluster slots: one whose first `{` is immediately followed by `}`. Redis then
+    /// ignores every later brace and hashes each key whole. (Any other prefix works: a
+    /// complete tag inside the prefix puts every key of the prefix in one slot, and an
+    /// unclosed `{` is closed by the lock name's tag, identically for both keys.)
+    pub fn check_lock_prefix(&self) -> KvResult<()> {
+        let p = self.prefix.as_str();
+        if p.find('{').is_some_and(|i| p[i + 1..].starts_with('}')) {
+            return Err(KvError::invalid_config(format!(
+                "key prefix {p:?} contains an empty hash tag \"{{}}\": Redis Cluster would hash \
+                 each lock key whole, so a lock and its fencing counter could land in \
+                 different slots; remove the \"{{}}\""
+            )));
+        }
+        Ok(())
+    }
+
     /// `{prefix}{segment}`, the bytes every key of `ns` starts with.
     pub fn namespace(&self, ns: Namespace) -> String {
         let mut s = String::with_capacity(self.namespace_len(ns));
@@ -180,6 +254,8 @@ impl KeyCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::slot;
+    use proptest::prelude::*;
 
     #[test]
     fn keys_are_prefix_segment_logical() {
@@ -261,5 +337,78 @@ mod tests {
             codec.scan_pattern(Namespace::Secondary),
             b"a\\*b\\?\\[c\\]\\\\:secondary:*".to_vec()
         );
+    }
+
+    #[test]
+    fn lock_keys_layout() {
+        let codec = KeyCodec::new(Prefix::new("app:").unwrap());
+        let keys = codec.lock_keys("nightly-cleanup").unwrap();
+        assert_eq!(keys.lock, b"app:lock:{nightly-cleanup}");
+        assert_eq!(keys.fence, b"app:lock:{nightly-cleanup}:fence");
+        for (name, want) in [
+            ("", "empty lock name"),
+            ("a{b", "contains '{' or '}'"),
+            ("a}b", "contains '{' or '}'"),
+        ] {
+            let e = codec.lock_keys(name).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+            assert!(e.message().contains(want), "{name:?}: {e}");
+        }
+        let e = codec
+            .lock_keys(&"n".repeat(KeyCodec::MAX_KEY_LEN + 1))
+            .unwrap_err();
+        assert!(e.message().contains("65537"), "{e}");
+    }
+
+    #[test]
+    fn lock_prefix_rules() {
+        for ok in ["rustauth:", "{tenant}:", "a{b:", "x}{y}:", "}{:"] {
+            let codec = KeyCodec::new(Prefix::new(ok).unwrap());
+            assert!(codec.check_lock_prefix().is_ok(), "{ok}");
+        }
+        for bad in ["a{}b:", "{}:", "x{}{y}:"] {
+            let codec = KeyCodec::new(Prefix::new(bad).unwrap());
+            let e = codec.check_lock_prefix().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig);
+            assert!(e.message().contains(bad), "{e}");
+        }
+    }
+
+    fn brace_heavy() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![Just('{'), Just('}'), Just(':'), Just('a'), any::<char>()],
+            1..12,
+        )
+        .prop_map(|c| c.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// For every prefix the lock options accept and every valid name, the lock and its
+        /// fencing counter share a Redis Cluster slot (so the acquire script is
+        /// Cluster-safe), and distinct names give distinct, non-colliding keys.
+        #[test]
+        fn lock_keys_share_a_slot(
+            prefix in brace_heavy(),
+            name in brace_heavy(),
+            other in brace_heavy(),
+        ) {
+            let Ok(prefix) = Prefix::new(prefix) else { return Ok(()) };
+            let codec = KeyCodec::new(prefix);
+            prop_assume!(codec.check_lock_prefix().is_ok());
+            let Ok(keys) = codec.lock_keys(&name) else {
+                prop_assert!(name.contains(['{', '}']), "rejected only for braces");
+                return Ok(());
+            };
+            prop_assert_eq!(slot::hash_slot(&keys.lock), slot::hash_slot(&keys.fence));
+            if let Ok(o) = codec.lock_keys(&other) {
+                if other != name {
+                    for a in [&keys.lock, &keys.fence] {
+                        prop_assert!(a != &o.lock && a != &o.fence);
+                    }
+                }
+            }
+        }
     }
 }

@@ -7,12 +7,17 @@
 //! | [`keys`] | the key codec `{prefix}secondary:{key}`, prefix validation |
 //! | [`ttl`] | the TTL table (`None` = no expiry, `Some(0)` = delete) |
 //! | [`glob`] | SCAN `MATCH` escaping |
+//! | [`slot`] | Redis Cluster hash slots (to prove multi-key scripts stay in one slot) |
 //! | [`script`] | the Lua sources and their SHA1s |
 //! | [`wire`] | [`Command`], [`Reply`] and the [`Connection`] trait backends implement |
 //! | [`config`] | URL parsing, timeouts, reconnect policy, password redaction |
+//! | [`lock`] | distributed locks with fencing tokens ([`Lock`], [`ServerLock`], [`MemoryLock`]) |
 //! | [`storage`] | the [`SecondaryStorage`] trait and its options |
 //! | [`server`] | [`ServerStorage`]: the trait on any Redis connection |
 //! | [`memory`] | [`MemoryStorage`]: the executable spec and embedded default |
+//! | [`health`] | `PING` latency, `INFO server` (Redis/Valkey, version, mode), the minimum-version check |
+//! | [`breaker`] | [`CircuitBreaker`]: stop calling an unavailable server, probe, recover |
+//! | [`resilient`] | wrappers that degrade by policy (fail, skip, fall back) while Redis is down |
 //! | [`error`] | [`KvError`] and its [`ErrorKind`]s |
 //!
 //! It never depends on a Redis client: `rustauth-redis` (redis-rs) and `rustauth-fred`
@@ -34,21 +39,30 @@
 //!
 //! Minimum server version: Redis 6.2 or Valkey 7.2 (`GETDEL`, `SET ... KEEPTTL`).
 
+pub mod breaker;
 pub mod config;
 pub mod error;
 pub mod glob;
+pub mod health;
 pub mod keys;
+pub mod lock;
 pub mod memory;
+pub mod resilient;
 pub mod script;
 pub mod server;
+pub mod slot;
 pub mod storage;
 pub mod ttl;
 pub mod wire;
 
+pub use breaker::{BreakerOptions, CircuitBreaker};
 pub use config::{ConnectionOptions, Endpoint, Password, ServerAddress};
 pub use error::{ErrorKind, KvError, KvResult};
-pub use keys::{KeyCodec, Namespace, Prefix, DEFAULT_PREFIX};
+pub use health::{ServerHealth, ServerInfo};
+pub use keys::{KeyCodec, LockKeys, Namespace, Prefix, DEFAULT_PREFIX};
+pub use lock::{Lock, LockExt, LockOptions, MemoryLock, ServerLock};
 pub use memory::{MemoryKeyspace, MemoryStorage};
+pub use resilient::{OnUnavailable, ResilientLock, ResilientStorage};
 pub use server::{ServerStorage, SharedConnection};
 pub use storage::{SecondaryStorage, SecondaryStorageExt, StorageOptions};
 pub use wire::{Command, Connection, Reply};

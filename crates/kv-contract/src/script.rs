@@ -49,9 +49,21 @@ pub static COMPARE_AND_SET: Script =
 pub static DELETE_IF_VALUE: Script =
     Script::new("delete_if_value", include_str!("lua/delete_if_value.lua"));
 
+/// `lock_acquire.lua`: take a lock if free and draw the next fencing token.
+pub static LOCK_ACQUIRE: Script = Script::new("lock_acquire", include_str!("lua/lock_acquire.lua"));
+
+/// `lock_extend.lua`: reset a lock's expiry only while the caller owns it. (Release is
+/// [`DELETE_IF_VALUE`]: delete the lock key only if it still holds the owner token.)
+pub static LOCK_EXTEND: Script = Script::new("lock_extend", include_str!("lua/lock_extend.lua"));
+
 /// Every script, for tooling (SHA pins, `SCRIPT LOAD` at start-up, the parity audit).
-pub fn all() -> [&'static Script; 2] {
-    [&COMPARE_AND_SET, &DELETE_IF_VALUE]
+pub fn all() -> [&'static Script; 4] {
+    [
+        &COMPARE_AND_SET,
+        &DELETE_IF_VALUE,
+        &LOCK_ACQUIRE,
+        &LOCK_EXTEND,
+    ]
 }
 
 #[cfg(test)]
@@ -71,6 +83,8 @@ mod tests {
                 "delete_if_value",
                 "7945925d98f9139d2638db7b814d7045d62c56c9",
             ),
+            ("lock_acquire", "bd4bc4e7680b3e2cdc01ded57c78870c4cb4eadc"),
+            ("lock_extend", "5ea1ced6c8ae4e1a311923369beeafe41637cca1"),
         ];
         for (script, (name, sha)) in all().iter().zip(pins) {
             assert_eq!(script.name(), name);

@@ -60,7 +60,8 @@ impl std::fmt::Debug for FredConnection {
 }
 
 impl FredConnection {
-    /// Connects to the server of `options`, waiting at most its connect timeout.
+    /// Connects to the server of `options`, waiting at most its connect timeout, and
+    /// checks that it is Redis >= 6.2 or Valkey >= 7.2 (not a Sentinel).
     ///
     /// The client reconnects forever with exponential backoff within the options'
     /// reconnect delays; `max_command_attempts` is 1, so a command in flight when the
@@ -111,21 +112,27 @@ impl FredConnection {
             .build()
             .map_err(|e| map_error(e, &server))?;
         let connected = tokio::time::timeout(connect_timeout, client.init()).await;
-        let failure = match connected {
-            Ok(Ok(_task)) => None,
-            Ok(Err(e)) => Some(map_error(e, &server)),
-            Err(_) => Some(KvError::new(
+        let conn = FredConnection { client, server };
+        let checked = match connected {
+            Ok(Ok(_task)) => kv_contract::health::ensure_supported_server(&conn, &conn.server)
+                .await
+                .map(drop),
+            Ok(Err(e)) => Err(map_error(e, &conn.server)),
+            Err(_) => Err(KvError::new(
                 ErrorKind::Timeout,
-                format!("connecting to {server} took longer than {connect_timeout:?}"),
+                format!(
+                    "connecting to {} took longer than {connect_timeout:?}",
+                    conn.server
+                ),
             )),
         };
-        if let Some(e) = failure {
+        if let Err(e) = checked {
             // Stop the client's reconnect loop: nobody holds this client.
-            let _ = tokio::time::timeout(connect_timeout, client.quit()).await;
+            let _ = tokio::time::timeout(connect_timeout, conn.client.quit()).await;
             return Err(e);
         }
-        tracing::debug!(%server, "rustauth-fred connected");
-        Ok(FredConnection { client, server })
+        tracing::debug!(server = %conn.server, "rustauth-fred connected");
+        Ok(conn)
     }
 
     /// The underlying fred client (for commands rustauth-kv does not wrap).

@@ -57,7 +57,8 @@ impl std::fmt::Debug for RedisConnection {
 }
 
 impl RedisConnection {
-    /// Connects to the server of `options`, waiting at most its connect timeout.
+    /// Connects to the server of `options`, waiting at most its connect timeout, and
+    /// checks that it is Redis >= 6.2 or Valkey >= 7.2 (not a Sentinel).
     ///
     /// The connection reconnects by itself (exponential backoff within the options'
     /// reconnect delays); a command that fails because the connection broke is returned
@@ -122,8 +123,10 @@ impl RedisConnection {
             )
         })?
         .map_err(|e| map_error(e, &server))?;
-        tracing::debug!(%server, "rustauth-redis connected");
-        Ok(RedisConnection { manager, server })
+        let conn = RedisConnection { manager, server };
+        kv_contract::health::ensure_supported_server(&conn, &conn.server).await?;
+        tracing::debug!(server = %conn.server, "rustauth-redis connected");
+        Ok(conn)
     }
 
     /// The underlying redis-rs connection manager (for commands rustauth-kv does not wrap).

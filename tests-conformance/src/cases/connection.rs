@@ -13,14 +13,16 @@ use crate::probe::Probe;
 use crate::report;
 use crate::server::{RedisServer, ServerConfig};
 
-async fn start(config: ServerConfig) -> RedisServer {
+/// Starts a server of its own for one case (on a blocking thread: it waits for PING).
+pub(crate) async fn start(config: ServerConfig) -> RedisServer {
     tokio::task::spawn_blocking(move || RedisServer::start_with(config))
         .await
         .expect("start task")
         .unwrap_or_else(|e| panic!("this test needs its own redis-server: {e}"))
 }
 
-fn store(conn: kv_contract::SharedConnection, case: &str) -> ServerStorage {
+/// A store on `conn` under a fresh prefix.
+pub(crate) fn store(conn: kv_contract::SharedConnection, case: &str) -> ServerStorage {
     let options = StorageOptions::builder()
         .prefix(unique_prefix(case))
         .build()
@@ -28,7 +30,8 @@ fn store(conn: kv_contract::SharedConnection, case: &str) -> ServerStorage {
     ServerStorage::new(conn, options)
 }
 
-fn options(url: &str, command_timeout: Duration) -> ConnectionOptions {
+/// Options with a 1 s connect timeout, `command_timeout`, and reconnects every 20–200 ms.
+pub(crate) fn options(url: &str, command_timeout: Duration) -> ConnectionOptions {
     ConnectionOptions::builder(url)
         .connect_timeout(Duration::from_secs(1))
         .command_timeout(command_timeout)

@@ -11,7 +11,10 @@
 pub mod atomic;
 pub mod basic;
 pub mod connection;
+pub mod health;
+pub mod lock;
 pub mod namespace;
+pub mod resilience;
 
 use std::ops::RangeInclusive;
 
