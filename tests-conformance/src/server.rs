@@ -33,11 +33,15 @@ pub struct ServerConfig {
     /// Start with `--cluster-enabled yes` (a single cluster node, no slots assigned:
     /// enough for `CLUSTER KEYSLOT` and `INFO server`'s mode).
     pub cluster: bool,
+    /// Also listen with TLS on a second port, with a certificate for `localhost` and
+    /// `127.0.0.1` issued by a private CA made for this server (see [`RedisServer::tls_ca_pem`]).
+    pub tls: bool,
 }
 
 /// A `redis-server` process started by the tests.
 pub struct RedisServer {
     port: u16,
+    tls_port: Option<u16>,
     dir: tempfile::TempDir,
     pid: u32,
     watchdog: Child,
@@ -61,6 +65,77 @@ pub fn server_binary() -> Result<PathBuf, String> {
         .map(|d| d.join("redis-server"))
         .find(|p| p.is_file())
         .ok_or_else(|| format!("no redis-server binary on PATH: {HOW_TO_PROVIDE}"))
+}
+
+/// Makes a private CA and a server certificate for `localhost` and `127.0.0.1` in `dir`
+/// with the `openssl` command (`ca.crt`, `server.crt`, `server.key`).
+fn make_certificates(dir: &Path) -> Result<(), String> {
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(|e| format!("cannot write ext.cnf: {e}"))?;
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rustauth-kv test CA",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("cannot run openssl (needed for TLS tests): {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "openssl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -127,6 +202,26 @@ impl RedisServer {
         if config.cluster {
             args.extend(["--cluster-enabled".to_owned(), "yes".to_owned()]);
         }
+        let tls_port = if config.tls {
+            make_certificates(dir.path())?;
+            let tls_port = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
+            let file = |name: &str| dir.path().join(name).display().to_string();
+            args.extend([
+                "--tls-port".to_owned(),
+                tls_port.to_string(),
+                "--tls-cert-file".to_owned(),
+                file("server.crt"),
+                "--tls-key-file".to_owned(),
+                file("server.key"),
+                "--tls-ca-cert-file".to_owned(),
+                file("ca.crt"),
+                "--tls-auth-clients".to_owned(),
+                "no".to_owned(),
+            ]);
+            Some(tls_port)
+        } else {
+            None
+        };
         // The watchdog: start the server, wait for stdin to close, kill the server.
         let script = r#""$0" "$@" & pid=$!; echo "$pid"; cat >/dev/null; kill "$pid" 2>/dev/null; wait "$pid""#;
         let mut watchdog = Command::new("sh")
@@ -150,6 +245,7 @@ impl RedisServer {
             .map_err(|_| format!("watchdog printed {line:?} instead of a pid"))?;
         let server = RedisServer {
             port,
+            tls_port,
             dir,
             pid,
             watchdog,
@@ -209,6 +305,17 @@ impl RedisServer {
             Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
             None => format!("redis://127.0.0.1:{}", self.port),
         }
+    }
+
+    /// `rediss://localhost:{tls port}` for a server started with TLS.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port.map(|p| format!("rediss://localhost:{p}"))
+    }
+
+    /// The PEM certificate of the private CA that issued a TLS server's certificate.
+    pub fn tls_ca_pem(&self) -> Option<Vec<u8>> {
+        self.tls_port?;
+        std::fs::read(self.dir.path().join("ca.crt")).ok()
     }
 
     /// The Unix socket's path.

@@ -317,6 +317,8 @@ pub struct ConnectionOptions {
     pub command_timeout: Duration,
     /// How to reconnect after the connection breaks.
     pub reconnect: ReconnectPolicy,
+    /// PEM certificates to trust for TLS instead of the system's roots (a private CA).
+    pub tls_root_certificates: Option<Vec<u8>>,
 }
 
 impl ConnectionOptions {
@@ -335,6 +337,7 @@ impl ConnectionOptions {
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             command_timeout: Self::DEFAULT_COMMAND_TIMEOUT,
             reconnect: ReconnectPolicy::default(),
+            tls_root_certificates: None,
         }
     }
 
@@ -351,6 +354,7 @@ pub struct ConnectionOptionsBuilder {
     connect_timeout: Duration,
     command_timeout: Duration,
     reconnect: ReconnectPolicy,
+    tls_root_certificates: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for ConnectionOptionsBuilder {
@@ -360,6 +364,10 @@ impl fmt::Debug for ConnectionOptionsBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("reconnect", &self.reconnect)
+            .field(
+                "tls_root_certificates",
+                &self.tls_root_certificates.as_ref().map(Vec::len),
+            )
             .finish()
     }
 }
@@ -386,9 +394,33 @@ impl ConnectionOptionsBuilder {
         self
     }
 
+    /// Trusts these PEM certificates (one or more `BEGIN CERTIFICATE` blocks) for TLS
+    /// instead of the system's roots: for servers whose certificate is issued by a
+    /// private CA. Only valid with a `rediss://` or `valkeys://` URL.
+    pub fn tls_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificates = Some(pem.into());
+        self
+    }
+
     /// Validates and builds the options.
     pub fn build(self) -> KvResult<ConnectionOptions> {
         let server = ServerAddress::parse(&self.url)?;
+        if let Some(pem) = &self.tls_root_certificates {
+            if !server.tls {
+                return Err(KvError::invalid_config(format!(
+                    "TLS root certificates were given, but {server} is not a TLS URL \
+                     (use rediss:// or valkeys://)"
+                )));
+            }
+            let marker = b"-----BEGIN CERTIFICATE-----";
+            if !pem.windows(marker.len()).any(|w| w == marker) {
+                return Err(KvError::invalid_config(format!(
+                    "the TLS root certificates ({} bytes) contain no PEM \
+                     \"-----BEGIN CERTIFICATE-----\" block",
+                    pem.len()
+                )));
+            }
+        }
         for (name, t) in [
             ("connect timeout", self.connect_timeout),
             ("command timeout", self.command_timeout),
@@ -417,6 +449,7 @@ impl ConnectionOptionsBuilder {
             connect_timeout: self.connect_timeout,
             command_timeout: self.command_timeout,
             reconnect: r,
+            tls_root_certificates: self.tls_root_certificates,
         })
     }
 }
@@ -578,6 +611,29 @@ mod tests {
         assert!(a.check_tls_support("rustauth-redis", true).is_ok());
         let plain = ServerAddress::parse("redis://h").unwrap();
         assert!(plain.check_tls_support("rustauth-redis", false).is_ok());
+    }
+
+    #[test]
+    fn tls_root_certificates_are_validated_at_build() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let e = ConnectionOptions::builder("redis://h")
+            .tls_root_certificates_pem(pem)
+            .build()
+            .unwrap_err();
+        assert!(e.message().contains("not a TLS URL"), "{e}");
+        let e = ConnectionOptions::builder("rediss://h")
+            .tls_root_certificates_pem("not pem")
+            .build()
+            .unwrap_err();
+        assert!(
+            e.message().contains("7 bytes") && e.message().contains("BEGIN CERTIFICATE"),
+            "{e}"
+        );
+        let o = ConnectionOptions::builder("rediss://h")
+            .tls_root_certificates_pem(pem)
+            .build()
+            .unwrap();
+        assert_eq!(o.tls_root_certificates.as_deref(), Some(pem.as_bytes()));
     }
 
     #[test]

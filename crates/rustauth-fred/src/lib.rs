@@ -88,7 +88,8 @@ impl FredConnection {
             database: Some(address.database),
             fail_fast: true,
             #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
-            tls: tls_config(address.tls).map_err(|e| map_error(e, &server))?,
+            tls: tls_config(address.tls, options.tls_root_certificates.as_deref())
+                .map_err(|e| map_error(e, &server))?,
             ..Config::default()
         };
         let reconnect = options.reconnect;
@@ -150,20 +151,48 @@ fn tcp_server(host: &str, port: u16, tls: bool) -> Server {
     Server::new(host, port)
 }
 
+/// fred's TLS configuration: the system's roots, or only `root_pem` when given.
 #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
-fn tls_config(tls: bool) -> Result<Option<fred::types::config::TlsConfig>, FredError> {
+fn tls_config(
+    tls: bool,
+    root_pem: Option<&[u8]>,
+) -> Result<Option<fred::types::config::TlsConfig>, FredError> {
     use fred::types::config::TlsConnector;
     if !tls {
         return Ok(None);
     }
+    let bad_pem = |e: &dyn std::fmt::Display| {
+        FredError::new(FredKind::Config, format!("TLS root certificates: {e}"))
+    };
     #[cfg(feature = "tls-rustls")]
     {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Ok(Some(TlsConnector::default_rustls()?.into()))
+        let Some(pem) = root_pem else {
+            return Ok(Some(TlsConnector::default_rustls()?.into()));
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            roots
+                .add(cert.map_err(|e| bad_pem(&e))?)
+                .map_err(|e| bad_pem(&e))?;
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Some(TlsConnector::from(config).into()))
     }
     #[cfg(not(feature = "tls-rustls"))]
     {
-        Ok(Some(TlsConnector::default_native_tls()?.into()))
+        let Some(pem) = root_pem else {
+            return Ok(Some(TlsConnector::default_native_tls()?.into()));
+        };
+        let cert = native_tls::Certificate::from_pem(pem).map_err(|e| bad_pem(&e))?;
+        let connector = native_tls::TlsConnector::builder()
+            .add_root_certificate(cert)
+            .build()
+            .map_err(|e| bad_pem(&e))?;
+        Ok(Some(TlsConnector::from(connector).into()))
     }
 }
 

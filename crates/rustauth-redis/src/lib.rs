@@ -100,7 +100,18 @@ impl RedisConnection {
             .into_connection_info()
             .map_err(|e| map_error(e, &server))?
             .set_redis_settings(redis_info);
-        let client = redis::Client::open(info).map_err(|e| map_error(e, &server))?;
+        let client = match &options.tls_root_certificates {
+            #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            _ => redis::Client::open(info),
+        }
+        .map_err(|e| map_error(e, &server))?;
         let reconnect = options.reconnect;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))

@@ -149,32 +149,73 @@ pub async fn password_auth_and_redaction(kind: BackendKind) {
     }
 }
 
-/// `rediss://` without a TLS feature is refused with a clear error, never a silent
-/// plaintext connection. Built with the `tls-rustls` feature (`cargo xtask test` does
-/// both builds), the same URL makes a real TLS attempt: against this plaintext server the
-/// handshake fails with an error, and nothing panics for lack of a rustls crypto provider.
+/// TLS. Without a TLS feature, `rediss://` is refused with a clear error — never a
+/// silent plaintext connection. Built with `tls-rustls` (`cargo xtask test` runs both
+/// builds): a server whose certificate comes from a private CA is reached over verified
+/// TLS when that CA is given (and the bytes land in Redis), refused when it is not (the
+/// system roots do not trust it), and a TLS handshake against a plaintext port fails
+/// cleanly — nothing panics for lack of a rustls crypto provider.
 pub async fn rediss_needs_a_tls_feature(kind: BackendKind) {
-    let server = start(ServerConfig::default()).await;
-    let url = format!("rediss://:pw@127.0.0.1:{}", server.port());
-    let e = kind
-        .connect(&options(&url, Duration::from_secs(1)))
-        .await
-        .unwrap_err();
-    let text = e.to_string();
-    assert!(!text.contains(":pw@"), "{text}");
-    if cfg!(feature = "tls-rustls") {
-        assert!(
-            e.is_unavailable(),
-            "a TLS handshake with a plaintext server fails: {e:?}"
-        );
-        assert!(!text.contains("plaintext"), "{text}");
-    } else {
+    let server = start(ServerConfig {
+        tls: true,
+        ..Default::default()
+    })
+    .await;
+    let tls_url = server.tls_url().expect("a TLS server");
+    let ca = server.tls_ca_pem().expect("the test CA");
+    let with_ca = |url: &str| {
+        ConnectionOptions::builder(url)
+            .connect_timeout(Duration::from_secs(2))
+            .tls_root_certificates_pem(ca.clone())
+            .build()
+            .unwrap()
+    };
+    if !cfg!(feature = "tls-rustls") {
+        let url = tls_url.replace("rediss://", "rediss://:pw@");
+        let e = kind
+            .connect(&options(&url, Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        let text = e.to_string();
         assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
         assert!(
             text.contains("tls-rustls") && text.contains("plaintext"),
             "{text}"
         );
+        assert!(!text.contains(":pw@"), "{text}");
+        let e = kind.connect(&with_ca(&tls_url)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+        return;
     }
+    // Verified TLS with the private CA: a round trip, checked in Redis over plaintext.
+    let conn = kind
+        .connect(&with_ca(&tls_url))
+        .await
+        .unwrap_or_else(|e| panic!("TLS connect with the CA: {e:?}\n{}", server.log_tail(10)));
+    let s = store(conn, "tls");
+    s.set("k", "over-tls".into(), None).await.unwrap();
+    let physical = s.options().key("k").unwrap();
+    let probe = Probe::connect(&server.url()).await;
+    assert_eq!(
+        probe.get(&physical).await.as_deref(),
+        Some(&b"over-tls"[..])
+    );
+    // The same server without its CA: the certificate is not trusted.
+    let e = kind
+        .connect(&options(&tls_url, Duration::from_secs(2)))
+        .await
+        .expect_err("an untrusted certificate must be refused");
+    assert!(
+        e.is_unavailable() || e.kind() == ErrorKind::InvalidConfig,
+        "{e:?}"
+    );
+    // TLS against the plaintext port: the handshake fails with an error.
+    let plain = format!("rediss://localhost:{}", server.port());
+    let e = kind.connect(&with_ca(&plain)).await.unwrap_err();
+    assert!(
+        e.is_unavailable(),
+        "a TLS handshake with a plaintext server fails: {e:?}"
+    );
 }
 
 /// Connecting to a closed port fails as `Unavailable` within the connect timeout.
