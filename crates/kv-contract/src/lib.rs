@@ -13,6 +13,7 @@
 //! | [`storage`] | the [`SecondaryStorage`] trait and its options |
 //! | [`server`] | [`ServerStorage`]: the trait on any Redis connection |
 //! | [`memory`] | [`MemoryStorage`]: the executable spec and embedded default |
+//! | [`rate_limit`] | [`RateLimiter`]: atomic, skew-free rate limits, four algorithms |
 //! | [`error`] | [`KvError`] and its [`ErrorKind`]s |
 //!
 //! It never depends on a Redis client: `rustauth-redis` (redis-rs) and `rustauth-fred`
@@ -39,6 +40,7 @@ pub mod error;
 pub mod glob;
 pub mod keys;
 pub mod memory;
+pub mod rate_limit;
 pub mod script;
 pub mod server;
 pub mod storage;
@@ -49,6 +51,10 @@ pub use config::{ConnectionOptions, Endpoint, Password, ServerAddress};
 pub use error::{ErrorKind, KvError, KvResult};
 pub use keys::{KeyCodec, Namespace, Prefix, DEFAULT_PREFIX};
 pub use memory::{MemoryKeyspace, MemoryStorage};
+pub use rate_limit::{
+    MemoryRateLimiter, RateLimitDecision, RateLimitRule, RateLimiter, RateLimiterOptions,
+    ServerRateLimiter,
+};
 pub use server::{ServerStorage, SharedConnection};
 pub use storage::{SecondaryStorage, SecondaryStorageExt, StorageOptions};
 pub use wire::{Command, Connection, Reply};

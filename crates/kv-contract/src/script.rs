@@ -49,9 +49,38 @@ pub static COMPARE_AND_SET: Script =
 pub static DELETE_IF_VALUE: Script =
     Script::new("delete_if_value", include_str!("lua/delete_if_value.lua"));
 
+/// `rate_limit_fixed_window.lua`: consume or peek at a fixed-window bucket.
+pub static RATE_LIMIT_FIXED_WINDOW: Script = Script::new(
+    "rate_limit_fixed_window",
+    include_str!("lua/rate_limit_fixed_window.lua"),
+);
+
+/// `rate_limit_sliding_window.lua`: consume or peek at a sliding-window bucket.
+pub static RATE_LIMIT_SLIDING_WINDOW: Script = Script::new(
+    "rate_limit_sliding_window",
+    include_str!("lua/rate_limit_sliding_window.lua"),
+);
+
+/// `rate_limit_gcra.lua`: consume or peek at a GCRA bucket.
+pub static RATE_LIMIT_GCRA: Script =
+    Script::new("rate_limit_gcra", include_str!("lua/rate_limit_gcra.lua"));
+
+/// `rate_limit_last_request.lua`: consume or peek at a "last request" bucket.
+pub static RATE_LIMIT_LAST_REQUEST: Script = Script::new(
+    "rate_limit_last_request",
+    include_str!("lua/rate_limit_last_request.lua"),
+);
+
 /// Every script, for tooling (SHA pins, `SCRIPT LOAD` at start-up, the parity audit).
-pub fn all() -> [&'static Script; 2] {
-    [&COMPARE_AND_SET, &DELETE_IF_VALUE]
+pub fn all() -> [&'static Script; 6] {
+    [
+        &COMPARE_AND_SET,
+        &DELETE_IF_VALUE,
+        &RATE_LIMIT_FIXED_WINDOW,
+        &RATE_LIMIT_SLIDING_WINDOW,
+        &RATE_LIMIT_GCRA,
+        &RATE_LIMIT_LAST_REQUEST,
+    ]
 }
 
 #[cfg(test)]
@@ -70,6 +99,22 @@ mod tests {
             (
                 "delete_if_value",
                 "7945925d98f9139d2638db7b814d7045d62c56c9",
+            ),
+            (
+                "rate_limit_fixed_window",
+                "36e5068ffc7fb06af721c60e511b4fdbdf36375c",
+            ),
+            (
+                "rate_limit_sliding_window",
+                "e1b836b2bff8c6d44d96139d5d41cefcc07f7ea4",
+            ),
+            (
+                "rate_limit_gcra",
+                "6ce918245f45cffd6d9486e3b8b9b0831fe31298",
+            ),
+            (
+                "rate_limit_last_request",
+                "b2ee5ace9bfca100f5f64d845d397d704c015c03",
             ),
         ];
         for (script, (name, sha)) in all().iter().zip(pins) {
