@@ -50,6 +50,14 @@ macro_rules! for_each_storage_case {
             namespace::glob_prefix_is_literal,
             namespace::prefixes_are_isolated,
             namespace::clear_200k_keys,
+            rate_limit::rate_limit_concurrent_consumes_admit_exactly_max,
+            rate_limit::rate_limit_window_boundaries_follow_pttl,
+            rate_limit::rate_limit_sides_agree_byte_for_byte,
+            rate_limit::rate_limit_script_flush_recovers,
+            rate_limit::rate_limit_server_clock_resists_skew,
+            rate_limit::rate_limit_peek_cost_and_reset,
+            rate_limit::rate_limit_blocked_cache_skips_round_trips,
+            rate_limit::rate_limit_reads_existing_buckets,
         }
     };
 }
@@ -66,6 +74,7 @@ macro_rules! for_each_connection_case {
             connection::hung_server_times_out,
             connection::reconnects_after_restart,
             connection::wrong_type_is_a_server_error,
+            connection::rate_limit_unavailable_policy,
         }
     };
 }
