@@ -205,3 +205,179 @@ impl RateLimiter for MemoryRateLimiter {
         Ok(self.keyspace.transaction(|tx| tx.delete(&key)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::memory::ManualClock;
+
+    const W: u64 = 10_000;
+
+    fn limiter(algorithm: RateLimitAlgorithm) -> (MemoryRateLimiter, ManualClock) {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let ks = MemoryKeyspace::with_clock(Arc::new(clock.clone()));
+        let options = RateLimiterOptions::builder()
+            .algorithm(algorithm)
+            .build()
+            .unwrap();
+        (MemoryRateLimiter::new(ks, options), clock)
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    const KEY: &[u8] = b"rustauth:rate-limit:b";
+
+    /// Runs `ops` (advance ms, cost, peek?) and checks every decision's invariants; the
+    /// total units admitted and the time covered.
+    async fn run(algorithm: RateLimitAlgorithm, max: u64, ops: &[(u64, u64, bool)]) -> (u64, u64) {
+        let (l, clock) = limiter(algorithm);
+        let rule = RateLimitRule::from_millis(W, max).unwrap();
+        let (mut admitted, mut elapsed) = (0, 0);
+        for &(advance, cost, peek) in ops {
+            let cost = cost.min(max);
+            clock.advance(std::time::Duration::from_millis(advance));
+            elapsed += advance;
+            let before = l.keyspace().inspect(KEY);
+            let d = if peek {
+                l.peek("b", &rule).await.unwrap()
+            } else {
+                l.consume("b", &rule, cost).await.unwrap()
+            };
+            let after = l.keyspace().inspect(KEY);
+            assert!(d.remaining <= d.limit && d.limit == max, "{d:?}");
+            if let Some(e) = &after {
+                assert!(e.pttl_ms.is_some(), "a bucket without TTL after {d:?}");
+            }
+            if d.allowed {
+                assert_eq!(d.retry_after_ms, 0);
+                if !peek {
+                    admitted += cost;
+                }
+            } else {
+                assert!(
+                    d.retry_after_ms >= 1 && d.retry_after_ms <= d.reset_after_ms,
+                    "{d:?}"
+                );
+            }
+            if peek || !d.allowed {
+                assert_eq!(before, after, "peek or denial wrote ({d:?})");
+                continue;
+            }
+            if d.remaining < d.limit {
+                assert!(d.reset_after_ms > 0, "{d:?}");
+            }
+        }
+        (admitted, elapsed)
+    }
+
+    /// After a denial, the same request is denied 1 ms before `retry_after` and admitted
+    /// exactly at it.
+    async fn retry_is_exact(algorithm: RateLimitAlgorithm, max: u64, ops: &[(u64, u64)]) {
+        let (l, clock) = limiter(algorithm);
+        let rule = RateLimitRule::from_millis(W, max).unwrap();
+        for &(advance, cost) in ops {
+            let cost = cost.min(max);
+            clock.advance(std::time::Duration::from_millis(advance));
+            let d = l.consume("b", &rule, cost).await.unwrap();
+            if d.allowed {
+                continue;
+            }
+            clock.advance(std::time::Duration::from_millis(d.retry_after_ms - 1));
+            let early = l.consume("b", &rule, cost).await.unwrap();
+            assert!(!early.allowed, "1 ms before retry_after {d:?}: {early:?}");
+            assert_eq!(early.retry_after_ms, 1, "{early:?}");
+            clock.advance(std::time::Duration::from_millis(1));
+            let on_time = l.consume("b", &rule, cost).await.unwrap();
+            assert!(on_time.allowed, "at retry_after {d:?}: {on_time:?}");
+        }
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<(u64, u64, bool)>> {
+        prop::collection::vec(
+            (
+                prop_oneof![0u64..50, 0u64..W, W - 2..W + 3, 0u64..3 * W],
+                1u64..=4,
+                prop::bool::weighted(0.2),
+            ),
+            1..80,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn decisions_are_consistent_and_bounded(alg in 0usize..4, max in 1u64..6, ops in ops()) {
+            let algorithm = RateLimitAlgorithm::ALL[alg];
+            let (admitted, elapsed) = block_on(run(algorithm, max, &ops));
+            // Every algorithm admits at most `max` per window-ish span: a fixed or
+            // last-request period needs more than `window` ms to restart, aligned
+            // sliding windows hold at most `max` each, GCRA refills max per window.
+            let bound = max * (elapsed / W + 2);
+            prop_assert!(admitted <= bound, "{} admitted {admitted} > {bound}", algorithm.name());
+        }
+
+        #[test]
+        fn retry_after_is_exact(
+            alg in 0usize..4,
+            max in 1u64..6,
+            ops in prop::collection::vec((prop_oneof![0u64..50, 0u64..2 * W], 1u64..=4), 1..40),
+        ) {
+            block_on(retry_is_exact(RateLimitAlgorithm::ALL[alg], max, &ops));
+        }
+    }
+
+    #[tokio::test]
+    async fn gcra_burst_above_max() {
+        let (l, clock) = limiter(RateLimitAlgorithm::gcra_with_burst(5));
+        let rule = RateLimitRule::from_millis(W, 2).unwrap();
+        for i in 0..5 {
+            let d = l.consume("b", &rule, 1).await.unwrap();
+            assert_eq!((d.allowed, d.limit, d.remaining), (true, 5, 4 - i));
+        }
+        let d = l.consume("b", &rule, 1).await.unwrap();
+        assert_eq!((d.allowed, d.retry_after_ms), (false, W / 2));
+        clock.advance(std::time::Duration::from_millis(W / 2));
+        assert!(l.consume("b", &rule, 1).await.unwrap().allowed);
+    }
+
+    #[tokio::test]
+    async fn caller_clock_drives_the_state_and_keyspace_the_expiry() {
+        let keyspace_clock = ManualClock::new(5_000_000);
+        let ks = MemoryKeyspace::with_clock(Arc::new(keyspace_clock.clone()));
+        let app = ManualClock::new(9_000_000);
+        let l = MemoryRateLimiter::new(
+            ks,
+            RateLimiterOptions::builder()
+                .algorithm(RateLimitAlgorithm::LastRequest)
+                .caller_clock(Arc::new(app.clone()))
+                .build()
+                .unwrap(),
+        );
+        let rule = RateLimitRule::from_millis(W, 1).unwrap();
+        assert!(l.consume("b", &rule, 1).await.unwrap().allowed);
+        let entry = l.keyspace().inspect(KEY).unwrap();
+        let Value::Hash(h) = entry.value else {
+            panic!("a hash")
+        };
+        assert_eq!(
+            h.get(&b"last_request"[..]).map(|v| &v[..]),
+            Some(&b"9000000"[..])
+        );
+        assert_eq!(entry.pttl_ms, Some(W));
+        app.advance(std::time::Duration::from_millis(W + 1));
+        assert!(
+            l.consume("b", &rule, 1).await.unwrap().allowed,
+            "a new period by the app clock"
+        );
+    }
+}

@@ -140,3 +140,199 @@ impl RateLimiter for ServerRateLimiter {
         Ok(deleted.into_int()? > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::memory::ManualClock;
+    use crate::rate_limit::DecisionSource;
+    use crate::{Connection, ErrorKind, Reply};
+
+    /// Records every command and answers with a fixed reply (or error kind).
+    #[derive(Debug)]
+    struct Recording {
+        sent: Mutex<Vec<Command>>,
+        answer: Result<Reply, ErrorKind>,
+    }
+
+    #[async_trait]
+    impl Connection for Recording {
+        async fn execute(&self, command: Command) -> KvResult<Reply> {
+            self.sent.lock().unwrap().push(command);
+            self.answer
+                .clone()
+                .map_err(|kind| KvError::new(kind, "connection refused"))
+        }
+    }
+
+    fn conn(answer: Result<Reply, ErrorKind>) -> Arc<Recording> {
+        Arc::new(Recording {
+            sent: Mutex::new(Vec::new()),
+            answer,
+        })
+    }
+
+    fn reply(ints: [i64; 4]) -> Reply {
+        Reply::Array(ints.into_iter().map(Reply::Int).collect())
+    }
+
+    fn text(args: &[Bytes]) -> Vec<String> {
+        args.iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_evalsha_with_the_documented_argv() {
+        let rule = RateLimitRule::from_secs(10, 3).unwrap();
+        let c = conn(Ok(reply([1, 2, 0, 10_001])));
+        let limiter = ServerRateLimiter::new(c.clone(), RateLimiterOptions::default());
+        let d = limiter.consume("1.2.3.4|/sign-in", &rule, 1).await.unwrap();
+        assert_eq!(
+            (
+                d.allowed,
+                d.limit,
+                d.remaining,
+                d.retry_after_ms,
+                d.reset_after_ms,
+                d.source
+            ),
+            (true, 3, 2, 0, 10_001, DecisionSource::Store)
+        );
+        let peeked = limiter.peek("1.2.3.4|/sign-in", &rule).await.unwrap();
+        assert!(peeked.allowed);
+        let sent = c.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 2, "one round trip per decision");
+        assert_eq!(sent[0].name(), "EVALSHA");
+        assert_eq!(
+            text(sent[0].args()),
+            [
+                script::RATE_LIMIT_FIXED_WINDOW.sha1(),
+                "1",
+                "rustauth:rate-limit:1.2.3.4|/sign-in",
+                "-1",
+                "10000",
+                "3",
+                "1",
+                "1"
+            ]
+        );
+        assert_eq!(
+            sent[0].routing_key(),
+            Some(&b"rustauth:rate-limit:1.2.3.4|/sign-in"[..])
+        );
+        assert_eq!(text(&sent[1].args()[3..]), ["-1", "10000", "3", "1", "0"]);
+
+        let clock = ManualClock::new(1_700_000_000_123);
+        let c = conn(Ok(reply([0, 0, 5, 9])));
+        let gcra = ServerRateLimiter::new(
+            c.clone(),
+            RateLimiterOptions::builder()
+                .prefix("app:")
+                .algorithm(RateLimitAlgorithm::gcra_with_burst(7))
+                .caller_clock(Arc::new(clock))
+                .build()
+                .unwrap(),
+        );
+        let d = gcra.consume("k", &rule, 2).await.unwrap();
+        assert_eq!((d.allowed, d.limit, d.retry_after_ms), (false, 7, 5));
+        let sent = c.sent.lock().unwrap().clone();
+        assert_eq!(
+            text(sent[0].args()),
+            [
+                script::RATE_LIMIT_GCRA.sha1(),
+                "1",
+                "app:rate-limit:k",
+                "1700000000123",
+                "10000",
+                "3",
+                "2",
+                "1",
+                "7"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_input_fails_before_any_io() {
+        let c = conn(Ok(reply([1, 0, 0, 0])));
+        let limiter = ServerRateLimiter::new(c.clone(), RateLimiterOptions::default());
+        let rule = RateLimitRule::from_secs(10, 3).unwrap();
+        for (bucket, cost) in [("", 1), ("b", 0), ("b", 4)] {
+            let e = limiter.consume(bucket, &rule, cost).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        }
+        let huge = "x".repeat(crate::KeyCodec::MAX_KEY_LEN + 1);
+        assert!(limiter.peek(&huge, &rule).await.is_err());
+        assert!(limiter.reset("").await.is_err());
+        assert!(c.sent.lock().unwrap().is_empty(), "nothing was sent");
+    }
+
+    #[tokio::test]
+    async fn unavailable_store_follows_the_policy() {
+        let rule = RateLimitRule::from_secs(10, 3).unwrap();
+        for kind in [ErrorKind::Unavailable, ErrorKind::Timeout] {
+            let closed = ServerRateLimiter::new(conn(Err(kind)), RateLimiterOptions::default());
+            let d = closed.consume("b", &rule, 1).await.unwrap();
+            assert_eq!(
+                (d.allowed, d.remaining, d.retry_after_ms, d.source),
+                (false, 0, 10_000, DecisionSource::FailedClosed)
+            );
+            let open = ServerRateLimiter::new(
+                conn(Err(kind)),
+                RateLimiterOptions::builder().fail_open().build().unwrap(),
+            );
+            let d = open.consume("b", &rule, 1).await.unwrap();
+            assert_eq!(
+                (d.allowed, d.remaining, d.source),
+                (true, 2, DecisionSource::FailedOpen)
+            );
+        }
+        let server_error =
+            ServerRateLimiter::new(conn(Err(ErrorKind::Server)), RateLimiterOptions::default());
+        let e = server_error.consume("b", &rule, 1).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::Script,
+            "other errors are errors, not decisions"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_replies_are_unexpected_data() {
+        let rule = RateLimitRule::from_secs(10, 3).unwrap();
+        for bad in [
+            Reply::Int(1),
+            Reply::Array(vec![Reply::Int(1)]),
+            reply([1, -1, 0, 0]),
+        ] {
+            let l = ServerRateLimiter::new(conn(Ok(bad)), RateLimiterOptions::default());
+            let e = l.consume("b", &rule, 1).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::UnexpectedData, "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn blocked_cache_skips_the_round_trip() {
+        let rule = RateLimitRule::from_secs(10, 3).unwrap();
+        let c = conn(Ok(reply([0, 0, 4_000, 4_000])));
+        let l = ServerRateLimiter::new(
+            c.clone(),
+            RateLimiterOptions::builder()
+                .blocked_cache(10)
+                .build()
+                .unwrap(),
+        );
+        assert_eq!(
+            l.consume("b", &rule, 1).await.unwrap().source,
+            DecisionSource::Store
+        );
+        for _ in 0..10 {
+            let d = l.consume("b", &rule, 1).await.unwrap();
+            assert_eq!(d.source, DecisionSource::BlockedCache);
+        }
+        assert_eq!(c.sent.lock().unwrap().len(), 1);
+    }
+}
