@@ -56,6 +56,15 @@ macro_rules! for_each_storage_case {
             lock::expired_lock_survives_old_owner,
             lock::lock_input_rejected_before_io,
             lock::run_exclusive_runs_once,
+            rate_limit::rate_limit_concurrent_consumes_admit_exactly_max,
+            rate_limit::rate_limit_window_boundaries_follow_pttl,
+            rate_limit::rate_limit_sides_agree_byte_for_byte,
+            rate_limit::rate_limit_script_flush_recovers,
+            rate_limit::rate_limit_server_clock_resists_skew,
+            rate_limit::rate_limit_peek_cost_and_reset,
+            rate_limit::rate_limit_blocked_cache_skips_round_trips,
+            rate_limit::rate_limit_reads_existing_buckets,
+            rate_limit::rate_limit_auth_paths_end_to_end,
         }
     };
 }
@@ -75,6 +84,7 @@ macro_rules! for_each_connection_case {
             health::ping_and_server_info,
             resilience::breaker_opens_on_a_hung_server_and_recovers,
             resilience::breaker_recovers_after_restart,
+            connection::rate_limit_unavailable_policy,
         }
     };
 }

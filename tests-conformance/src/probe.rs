@@ -7,7 +7,19 @@
 use kv_contract::memory::{MemoryKeyspace, Value as MemValue};
 use kv_contract::Bytes;
 use redis::aio::MultiplexedConnection;
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// What a key holds, read raw: the value of a string, every field of a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A string's bytes (`GET`).
+    String(Vec<u8>),
+    /// A hash's fields (`HGETALL`), sorted by field.
+    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+    /// Another type, by its `TYPE` name.
+    Other(String),
+}
 
 /// A raw connection to where a backend stores its data.
 #[derive(Clone)]
@@ -81,12 +93,10 @@ impl Probe {
     /// `TYPE` of a physical key (`string`, `none`, ...).
     pub async fn key_type(&self, key: &[u8]) -> String {
         match self {
-            Probe::Memory(ks) => if ks.inspect(key).is_some() {
-                "string"
-            } else {
-                "none"
-            }
-            .to_owned(),
+            Probe::Memory(ks) => ks
+                .inspect(key)
+                .map_or("none", |e| e.value.type_name())
+                .to_owned(),
             Probe::Server(_) => {
                 let v: redis::Value = self.query(redis::cmd("TYPE").arg(key)).await;
                 match v {
@@ -179,6 +189,79 @@ impl Probe {
         keys.sort();
         keys.dedup();
         keys
+    }
+
+    /// What a physical key holds (`TYPE`, then `GET` or `HGETALL`); `None` if absent.
+    pub async fn value(&self, key: &[u8]) -> Option<Stored> {
+        match self {
+            Probe::Memory(ks) => ks.inspect(key).map(|e| match e.value {
+                MemValue::String(b) => Stored::String(b.to_vec()),
+                MemValue::Hash(h) => Stored::Hash(
+                    h.into_iter()
+                        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                        .collect(),
+                ),
+                other => Stored::Other(other.type_name().to_owned()),
+            }),
+            Probe::Server(_) => match self.key_type(key).await.as_str() {
+                "none" => None,
+                "string" => self.get(key).await.map(Stored::String),
+                "hash" => {
+                    let fields: BTreeMap<Vec<u8>, Vec<u8>> =
+                        self.query(redis::cmd("HGETALL").arg(key)).await;
+                    Some(Stored::Hash(fields))
+                }
+                other => Some(Stored::Other(other.to_owned())),
+            },
+        }
+    }
+
+    /// The data side's clock in ms since the epoch: the server's `TIME`, or the
+    /// keyspace's clock.
+    pub async fn now_ms(&self) -> u64 {
+        match self {
+            Probe::Memory(ks) => ks.now_ms(),
+            Probe::Server(_) => {
+                let (secs, micros): (u64, u64) = self.query(&redis::cmd("TIME")).await;
+                secs * 1000 + micros / 1000
+            }
+        }
+    }
+
+    /// Writes a hash directly (`DEL`, then `HSET` of `fields`, then `PEXPIRE` if `ttl`).
+    pub async fn set_hash(&self, key: &[u8], fields: &[(&str, &[u8])], ttl: Option<Duration>) {
+        match self {
+            Probe::Memory(ks) => ks.transaction(|tx| {
+                let map = fields
+                    .iter()
+                    .map(|(f, v)| {
+                        (
+                            Bytes::copy_from_slice(f.as_bytes()),
+                            Bytes::copy_from_slice(v),
+                        )
+                    })
+                    .collect();
+                tx.set(
+                    key.to_vec(),
+                    MemValue::Hash(map),
+                    ttl.map(|t| t.as_millis() as u64),
+                );
+            }),
+            Probe::Server(_) => {
+                let _: () = self.query(redis::cmd("DEL").arg(key)).await;
+                let mut cmd = redis::cmd("HSET");
+                cmd.arg(key);
+                for (f, v) in fields {
+                    cmd.arg(*f).arg(*v);
+                }
+                let _: () = self.query(&cmd).await;
+                if let Some(t) = ttl {
+                    let _: () = self
+                        .query(redis::cmd("PEXPIRE").arg(key).arg(t.as_millis() as u64))
+                        .await;
+                }
+            }
+        }
     }
 
     /// `SCRIPT FLUSH` (a no-op for memory, which has no script cache).

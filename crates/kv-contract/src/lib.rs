@@ -18,6 +18,7 @@
 //! | [`health`] | `PING` latency, `INFO server` (Redis/Valkey, version, mode), the minimum-version check |
 //! | [`breaker`] | [`CircuitBreaker`]: stop calling an unavailable server, probe, recover |
 //! | [`resilient`] | wrappers that degrade by policy (fail, skip, fall back) while Redis is down |
+//! | [`rate_limit`] | [`RateLimiter`]: atomic, skew-free rate limits, four algorithms |
 //! | [`error`] | [`KvError`] and its [`ErrorKind`]s |
 //!
 //! It never depends on a Redis client: `rustauth-redis` (redis-rs) and `rustauth-fred`
@@ -47,6 +48,7 @@ pub mod health;
 pub mod keys;
 pub mod lock;
 pub mod memory;
+pub mod rate_limit;
 pub mod resilient;
 pub mod script;
 pub mod server;
@@ -62,6 +64,10 @@ pub use health::{ServerHealth, ServerInfo};
 pub use keys::{KeyCodec, LockKeys, Namespace, Prefix, DEFAULT_PREFIX};
 pub use lock::{Lock, LockExt, LockOptions, MemoryLock, ServerLock};
 pub use memory::{MemoryKeyspace, MemoryStorage};
+pub use rate_limit::{
+    MemoryRateLimiter, RateLimitDecision, RateLimitRule, RateLimiter, RateLimiterOptions,
+    ServerRateLimiter,
+};
 pub use resilient::{OnUnavailable, ResilientLock, ResilientStorage};
 pub use server::{ServerStorage, SharedConnection};
 pub use storage::{SecondaryStorage, SecondaryStorageExt, StorageOptions};

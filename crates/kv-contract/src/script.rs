@@ -56,13 +56,39 @@ pub static LOCK_ACQUIRE: Script = Script::new("lock_acquire", include_str!("lua/
 /// [`DELETE_IF_VALUE`]: delete the lock key only if it still holds the owner token.)
 pub static LOCK_EXTEND: Script = Script::new("lock_extend", include_str!("lua/lock_extend.lua"));
 
+/// `rate_limit_fixed_window.lua`: consume or peek at a fixed-window bucket.
+pub static RATE_LIMIT_FIXED_WINDOW: Script = Script::new(
+    "rate_limit_fixed_window",
+    include_str!("lua/rate_limit_fixed_window.lua"),
+);
+
+/// `rate_limit_sliding_window.lua`: consume or peek at a sliding-window bucket.
+pub static RATE_LIMIT_SLIDING_WINDOW: Script = Script::new(
+    "rate_limit_sliding_window",
+    include_str!("lua/rate_limit_sliding_window.lua"),
+);
+
+/// `rate_limit_gcra.lua`: consume or peek at a GCRA bucket.
+pub static RATE_LIMIT_GCRA: Script =
+    Script::new("rate_limit_gcra", include_str!("lua/rate_limit_gcra.lua"));
+
+/// `rate_limit_last_request.lua`: consume or peek at a "last request" bucket.
+pub static RATE_LIMIT_LAST_REQUEST: Script = Script::new(
+    "rate_limit_last_request",
+    include_str!("lua/rate_limit_last_request.lua"),
+);
+
 /// Every script, for tooling (SHA pins, `SCRIPT LOAD` at start-up, the parity audit).
-pub fn all() -> [&'static Script; 4] {
+pub fn all() -> [&'static Script; 8] {
     [
         &COMPARE_AND_SET,
         &DELETE_IF_VALUE,
         &LOCK_ACQUIRE,
         &LOCK_EXTEND,
+        &RATE_LIMIT_FIXED_WINDOW,
+        &RATE_LIMIT_SLIDING_WINDOW,
+        &RATE_LIMIT_GCRA,
+        &RATE_LIMIT_LAST_REQUEST,
     ]
 }
 
@@ -85,6 +111,22 @@ mod tests {
             ),
             ("lock_acquire", "bd4bc4e7680b3e2cdc01ded57c78870c4cb4eadc"),
             ("lock_extend", "5ea1ced6c8ae4e1a311923369beeafe41637cca1"),
+            (
+                "rate_limit_fixed_window",
+                "36e5068ffc7fb06af721c60e511b4fdbdf36375c",
+            ),
+            (
+                "rate_limit_sliding_window",
+                "e1b836b2bff8c6d44d96139d5d41cefcc07f7ea4",
+            ),
+            (
+                "rate_limit_gcra",
+                "6ce918245f45cffd6d9486e3b8b9b0831fe31298",
+            ),
+            (
+                "rate_limit_last_request",
+                "b2ee5ace9bfca100f5f64d845d397d704c015c03",
+            ),
         ];
         for (script, (name, sha)) in all().iter().zip(pins) {
             assert_eq!(script.name(), name);

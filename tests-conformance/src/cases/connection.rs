@@ -366,3 +366,44 @@ pub async fn wrong_type_is_a_server_error(kind: BackendKind) {
         .unwrap();
     assert_eq!(kept, "hash", "nothing overwritten");
 }
+
+/// While the server is down, a rate limiter answers by its policy instead of failing:
+/// denied by default (`FailedClosed`), admitted when it fails open (`FailedOpen`);
+/// invalid input still fails, and `reset` reports the outage as an error.
+pub async fn rate_limit_unavailable_policy(kind: BackendKind) {
+    use kv_contract::rate_limit::{
+        DecisionSource, RateLimitRule, RateLimiter, RateLimiterOptions, ServerRateLimiter,
+    };
+    let server = start(ServerConfig::default()).await;
+    let conn = kind
+        .connect(&options(&server.url(), Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let builder = RateLimiterOptions::builder().prefix(unique_prefix("rl-down"));
+    let closed = ServerRateLimiter::new(conn.clone(), builder.clone().build().unwrap());
+    let open = ServerRateLimiter::new(conn, builder.fail_open().build().unwrap());
+    let rule = RateLimitRule::from_secs(10, 3).unwrap();
+    let up = closed.consume("b", &rule, 1).await.unwrap();
+    assert_eq!((up.allowed, up.source), (true, DecisionSource::Store));
+    tokio::task::spawn_blocking(move || server.kill())
+        .await
+        .unwrap();
+    let d = closed.consume("b", &rule, 1).await.unwrap();
+    assert_eq!(
+        (d.allowed, d.source, d.retry_after_ms),
+        (false, DecisionSource::FailedClosed, 10_000),
+        "{d:?}"
+    );
+    let d = closed.peek("b", &rule).await.unwrap();
+    assert_eq!(d.source, DecisionSource::FailedClosed);
+    let d = open.consume("b", &rule, 2).await.unwrap();
+    assert_eq!(
+        (d.allowed, d.source, d.remaining),
+        (true, DecisionSource::FailedOpen, 1),
+        "{d:?}"
+    );
+    let e = open.consume("b", &rule, 4).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let e = closed.reset("b").await.unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+}

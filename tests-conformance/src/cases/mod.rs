@@ -14,6 +14,7 @@ pub mod connection;
 pub mod health;
 pub mod lock;
 pub mod namespace;
+pub mod rate_limit;
 pub mod resilience;
 
 use std::ops::RangeInclusive;
