@@ -171,6 +171,87 @@ impl KeyCodec {
     }
 }
 
+/// The name of a configurable namespace (the session index's `session` and
+/// `user_sessions`): its keys are `{prefix}{name}:{logical}`.
+///
+/// Rules, checked by [`NamespaceName::new`]: 1 to 64 bytes of ASCII letters, digits, `_`,
+/// `-` and `.`, so the segment contains no `:` (the separator), no `{`/`}` (which would
+/// make it a Redis Cluster hash tag) and no glob character; and not the name of a
+/// built-in [`Namespace`] (`secondary`, `rate-limit`), whose stores would otherwise see
+/// these keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NamespaceName(String);
+
+impl NamespaceName {
+    /// The longest name accepted, in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// Validates `name`.
+    pub fn new(name: impl Into<String>) -> KvResult<Self> {
+        let name = name.into();
+        if name.is_empty() || name.len() > Self::MAX_LEN {
+            return Err(KvError::invalid_config(format!(
+                "namespace name {name:?} must be 1 to {} bytes long",
+                Self::MAX_LEN
+            )));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(KvError::invalid_config(format!(
+                "namespace name {name:?} contains {bad:?}: only ASCII letters, digits, '_', \
+                 '-' and '.' are allowed (':' separates the name from the key, braces would \
+                 be a cluster hash tag)"
+            )));
+        }
+        if let Some(ns) = Namespace::ALL
+            .iter()
+            .find(|ns| ns.segment().trim_end_matches(':') == name)
+        {
+            return Err(KvError::invalid_config(format!(
+                "namespace name {name:?} is the built-in {:?} namespace; choose another",
+                ns.segment()
+            )));
+        }
+        Ok(NamespaceName(name))
+    }
+
+    /// The name, without the trailing `:`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The segment: the name followed by `:`.
+    pub fn segment(&self) -> String {
+        format!("{}:", self.0)
+    }
+}
+
+impl KeyCodec {
+    /// The physical key of `logical` in the configurable namespace `ns`:
+    /// `{prefix}{name}:{logical}`. Same validation of `logical` as [`Self::key`].
+    pub fn key_in(&self, ns: &NamespaceName, logical: &str) -> KvResult<Vec<u8>> {
+        if logical.is_empty() {
+            return Err(KvError::invalid_input(format!("empty {} key", ns.as_str())));
+        }
+        if logical.len() > Self::MAX_KEY_LEN {
+            return Err(KvError::invalid_input(format!(
+                "{} key is {} bytes long; the limit is {}",
+                ns.as_str(),
+                logical.len(),
+                Self::MAX_KEY_LEN
+            )));
+        }
+        let mut key = Vec::with_capacity(self.prefix.0.len() + ns.0.len() + 1 + logical.len());
+        key.extend_from_slice(self.prefix.0.as_bytes());
+        key.extend_from_slice(ns.0.as_bytes());
+        key.push(b':');
+        key.extend_from_slice(logical.as_bytes());
+        Ok(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +336,38 @@ mod tests {
             codec.scan_pattern(Namespace::Secondary),
             b"a\\*b\\?\\[c\\]\\\\:secondary:*".to_vec()
         );
+    }
+
+    #[test]
+    fn configurable_namespaces() {
+        let codec = KeyCodec::new(Prefix::new("app:").unwrap());
+        let ns = NamespaceName::new("user_sessions").unwrap();
+        assert_eq!(ns.segment(), "user_sessions:");
+        assert_eq!(
+            codec.key_in(&ns, "u:1{x}").unwrap(),
+            b"app:user_sessions:u:1{x}".to_vec()
+        );
+        let e = codec.key_in(&ns, "").unwrap_err();
+        assert!(e.message().contains("empty user_sessions key"), "{e}");
+        assert!(codec
+            .key_in(&ns, &"x".repeat(KeyCodec::MAX_KEY_LEN + 1))
+            .is_err());
+        for ok in ["session", "s", "user-sessions.v2", &"n".repeat(64)] {
+            assert!(NamespaceName::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a:b",
+            "{tag}",
+            "s*",
+            "with space",
+            "ünï",
+            "secondary",
+            "rate-limit",
+            &"n".repeat(65),
+        ] {
+            let e = NamespaceName::new(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig, "{bad}");
+        }
     }
 }

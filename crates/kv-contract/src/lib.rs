@@ -13,6 +13,8 @@
 //! | [`storage`] | the [`SecondaryStorage`] trait and its options |
 //! | [`server`] | [`ServerStorage`]: the trait on any Redis connection |
 //! | [`memory`] | [`MemoryStorage`]: the executable spec and embedded default |
+//! | [`session`] | the per-user [`SessionIndex`]: memory and server implementations |
+//! | [`slot`] | Redis Cluster hash slots, for splitting batches by slot |
 //! | [`error`] | [`KvError`] and its [`ErrorKind`]s |
 //!
 //! It never depends on a Redis client: `rustauth-redis` (redis-rs) and `rustauth-fred`
@@ -41,15 +43,18 @@ pub mod keys;
 pub mod memory;
 pub mod script;
 pub mod server;
+pub mod session;
+pub mod slot;
 pub mod storage;
 pub mod ttl;
 pub mod wire;
 
 pub use config::{ConnectionOptions, Endpoint, Password, ServerAddress};
 pub use error::{ErrorKind, KvError, KvResult};
-pub use keys::{KeyCodec, Namespace, Prefix, DEFAULT_PREFIX};
+pub use keys::{KeyCodec, Namespace, NamespaceName, Prefix, DEFAULT_PREFIX};
 pub use memory::{MemoryKeyspace, MemoryStorage};
 pub use server::{ServerStorage, SharedConnection};
+pub use session::{MemorySessionIndex, ServerSessionIndex, SessionIndex, SessionIndexOptions};
 pub use storage::{SecondaryStorage, SecondaryStorageExt, StorageOptions};
 pub use wire::{Command, Connection, Reply};
 
