@@ -5,6 +5,8 @@
 //!
 //! - [`server`]: starts a real `redis-server` (or uses `RUSTAUTH_REDIS_URL`);
 //! - [`probe`]: a raw connection for checking key bytes, values, `TYPE` and `PTTL`;
+//! - [`cluster_guard`]: a connection wrapper that batches and refuses keys like a Redis
+//!   Cluster (per hash slot, `CROSSSLOT`);
 //! - [`context`]: topologies and the per-case stores;
 //! - [`cases`]: the cases, plain async functions;
 //! - [`run`]: runs one case with a timeout, turning a panic into a report with the
@@ -15,6 +17,7 @@
 //! `conformance` binary (behind `cargo xtask conformance`) into a table.
 
 pub mod cases;
+pub mod cluster_guard;
 pub mod context;
 pub mod probe;
 pub mod report;
@@ -50,6 +53,13 @@ macro_rules! for_each_storage_case {
             namespace::glob_prefix_is_literal,
             namespace::prefixes_are_isolated,
             namespace::clear_200k_keys,
+            sessions::sessions_concurrent_creates_all_listed,
+            sessions::sessions_refresh_racing_revoke_all,
+            sessions::sessions_expired_never_listed_and_index_expires,
+            sessions::sessions_values_read_identically,
+            sessions::sessions_operations_and_layout,
+            sessions::sessions_cap_evicts_soonest_expiring,
+            sessions::sessions_hashed_tokens_at_rest,
         }
     };
 }
@@ -66,6 +76,7 @@ macro_rules! for_each_connection_case {
             connection::hung_server_times_out,
             connection::reconnects_after_restart,
             connection::wrong_type_is_a_server_error,
+            sessions::sessions_round_trips,
         }
     };
 }

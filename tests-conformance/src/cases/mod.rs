@@ -12,6 +12,7 @@ pub mod atomic;
 pub mod basic;
 pub mod connection;
 pub mod namespace;
+pub mod sessions;
 
 use std::ops::RangeInclusive;
 

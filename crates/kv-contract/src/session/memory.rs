@@ -5,8 +5,16 @@
 //! command) of the same name does, on the same physical layout — a hash per session, a
 //! sorted set per user, the same expiries — so a raw probe sees the same data in memory
 //! as on a server, and the ordering code in `flow` is exercised on both.
+//!
+//! Each step first yields to the executor once, as a network round trip would: concurrent
+//! operations then interleave *between* steps as they do on a server, so the races the
+//! conformance suite runs (a refresh against a revoke, creates against a cap) explore the
+//! same orders in memory as on Redis.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -53,6 +61,29 @@ fn wrong_type() -> KvError {
         "WRONGTYPE Operation against a key holding the wrong kind of value",
         None,
     )
+}
+
+/// Returns `Pending` once (waking itself), then `Ready`: lets other tasks run, like
+/// `tokio::task::yield_now` without depending on a runtime.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+/// The memory counterpart of sending a step to the server.
+fn round_trip() -> YieldOnce {
+    YieldOnce(false)
 }
 
 type Hash = BTreeMap<Bytes, Bytes>;
@@ -141,6 +172,7 @@ impl Steps for MemorySessionIndex {
         expires_at: u64,
         value: Bytes,
     ) -> KvResult<Write> {
+        round_trip().await;
         self.keyspace.transaction(|tx| {
             if expires_at <= tx.now_ms() {
                 return Ok(Write::Expired);
@@ -165,6 +197,7 @@ impl Steps for MemorySessionIndex {
     }
 
     async fn session_get(&self, key: Bytes) -> KvResult<RawSession> {
+        round_trip().await;
         self.keyspace.transaction(|tx| {
             let h = hash(tx, &key)?;
             Ok(RawSession {
@@ -176,6 +209,7 @@ impl Steps for MemorySessionIndex {
     }
 
     async fn session_owner(&self, key: Bytes) -> KvResult<Option<Bytes>> {
+        round_trip().await;
         self.keyspace
             .transaction(|tx| Ok(field(&hash(tx, &key)?, "user_id")))
     }
@@ -187,6 +221,7 @@ impl Steps for MemorySessionIndex {
         expires_at: u64,
         value: Option<Bytes>,
     ) -> KvResult<Write> {
+        round_trip().await;
         self.keyspace.transaction(|tx| {
             if field(&hash(tx, &key)?, "user_id") != Some(user_id) {
                 return Ok(Write::Refused);
@@ -206,6 +241,7 @@ impl Steps for MemorySessionIndex {
     }
 
     async fn session_delete(&self, key: Bytes) -> KvResult<Option<Bytes>> {
+        round_trip().await;
         self.keyspace.transaction(|tx| {
             let owner = field(&hash(tx, &key)?, "user_id");
             if owner.is_some() {
@@ -216,6 +252,7 @@ impl Steps for MemorySessionIndex {
     }
 
     async fn sessions_get(&self, keys: Vec<Bytes>) -> KvResult<Vec<RawSession>> {
+        round_trip().await;
         self.keyspace.transaction(|tx| {
             keys.iter()
                 .map(|k| {
@@ -231,6 +268,7 @@ impl Steps for MemorySessionIndex {
     }
 
     async fn sessions_delete(&self, keys: Vec<Bytes>) -> KvResult<u64> {
+        round_trip().await;
         Ok(self
             .keyspace
             .transaction(|tx| keys.iter().filter(|k| tx.delete(k)).count() as u64))
@@ -243,6 +281,7 @@ impl Steps for MemorySessionIndex {
         expires_at: u64,
         cap: u32,
     ) -> KvResult<Vec<Bytes>> {
+        round_trip().await;
         self.keyspace.transaction(|tx| {
             let now = tx.now_ms();
             let mut z = zset(tx, &key)?.unwrap_or_default();
@@ -268,6 +307,7 @@ impl Steps for MemorySessionIndex {
     }
 
     async fn index_touch(&self, key: Bytes, member: Bytes, expires_at: u64) -> KvResult<bool> {
+        round_trip().await;
         self.keyspace.transaction(|tx| {
             let now = tx.now_ms();
             let Some(mut z) = zset(tx, &key)? else {
@@ -290,6 +330,7 @@ impl Steps for MemorySessionIndex {
     }
 
     async fn index_members(&self, key: Bytes) -> KvResult<Vec<Bytes>> {
+        round_trip().await;
         self.keyspace.transaction(|tx| {
             let now = tx.now_ms();
             let Some(mut z) = zset(tx, &key)? else {
@@ -303,6 +344,7 @@ impl Steps for MemorySessionIndex {
     }
 
     async fn index_remove(&self, key: Bytes, members: Vec<Bytes>) -> KvResult<u64> {
+        round_trip().await;
         self.keyspace.transaction(|tx| {
             let now = tx.now_ms();
             let Some(mut z) = zset(tx, &key)? else {
@@ -320,6 +362,7 @@ impl Steps for MemorySessionIndex {
     }
 
     async fn index_count(&self, key: Bytes) -> KvResult<u64> {
+        round_trip().await;
         self.keyspace.transaction(|tx| {
             let now = tx.now_ms();
             let Some(mut z) = zset(tx, &key)? else {
