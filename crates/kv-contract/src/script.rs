@@ -49,7 +49,7 @@ pub static COMPARE_AND_SET: Script =
 pub static DELETE_IF_VALUE: Script =
     Script::new("delete_if_value", include_str!("lua/delete_if_value.lua"));
 
-/// `session_create.lua`: write a session hash unless the token is another user's.
+/// `session_create.lua`: write a new session hash; never overwrites one.
 pub static SESSION_CREATE: Script =
     Script::new("session_create", include_str!("lua/session_create.lua"));
 
@@ -129,7 +129,7 @@ mod tests {
                 "delete_if_value",
                 "7945925d98f9139d2638db7b814d7045d62c56c9",
             ),
-            ("session_create", "21c4ec1022c348dc8f32154499520999274f155e"),
+            ("session_create", "cdd4f362d5c295896252af3032eb28c5a1d8b138"),
             (
                 "session_refresh",
                 "c7f8f516405bdd31031036f0856740cad087d8cf",

@@ -177,8 +177,7 @@ impl Steps for MemorySessionIndex {
             if expires_at <= tx.now_ms() {
                 return Ok(Write::Expired);
             }
-            let owner = field(&hash(tx, &key)?, "user_id");
-            if owner.is_some_and(|o| o != user_id) {
+            if tx.get(&key).is_some() {
                 return Ok(Write::Refused);
             }
             let at = Bytes::from(expires_at.to_string());
@@ -465,15 +464,15 @@ mod tests {
         );
         assert!(s.keyspace().physical_keys().is_empty());
         s.create("u", "t", "v".into(), at(10)).await.unwrap();
-        assert_eq!(
-            s.create("other", "t", "w".into(), at(20)).await.unwrap(),
-            CreateOutcome::TokenInUse
-        );
-        assert_eq!(s.get("t").await.unwrap().unwrap().value, "v");
-        // Same user: a retry replaces value and expiry.
-        s.create("u", "t", "w".into(), at(20)).await.unwrap();
+        // A live token is never overwritten, whoever asks.
+        for user in ["other", "u"] {
+            assert_eq!(
+                s.create(user, "t", "w".into(), at(20)).await.unwrap(),
+                CreateOutcome::TokenInUse
+            );
+        }
         let got = s.get("t").await.unwrap().unwrap();
-        assert_eq!((got.value, got.expires_at), (Bytes::from("w"), at(20)));
+        assert_eq!((got.value, got.expires_at), (Bytes::from("v"), at(10)));
         assert_eq!(s.count("u").await.unwrap(), 1);
         assert_eq!(s.count("other").await.unwrap(), 0);
     }

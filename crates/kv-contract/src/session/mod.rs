@@ -83,7 +83,8 @@ pub enum CreateOutcome {
     },
     /// Nothing was stored: `expires_at` is not after the server's clock.
     AlreadyExpired,
-    /// Nothing was stored: the token is the key of another user's live session.
+    /// Nothing was stored: the token is already the key of a live session (of any
+    /// user). Tokens must be unique: generate a new one.
     TokenInUse,
 }
 
@@ -98,14 +99,17 @@ pub enum CreateOutcome {
 /// re-created token racing that clean-up could be left out of the index.
 #[async_trait]
 pub trait SessionIndex: Send + Sync {
-    /// Stores a session of `user_id` under `token` until `expires_at`, and indexes it.
+    /// Stores a new session of `user_id` under `token` until `expires_at`, and indexes
+    /// it. A live session is never overwritten ([`CreateOutcome::TokenInUse`]): an
+    /// overwrite could extend a session beyond what its index records. A create that
+    /// failed half-way (an error after the session was written) is not retried with the
+    /// same token; its session was never handed out and expires on its own.
     ///
-    /// Creating an existing token of the same user replaces its value and expiry (so a
-    /// create that failed half-way can be retried); a token of another user is refused
-    /// ([`CreateOutcome::TokenInUse`]). With a per-user cap, a create that takes the user
-    /// beyond it revokes the sessions that **expire first** (ties broken by the lowest
-    /// session id, bytewise), never the new session itself. Concurrent creates may leave
-    /// the user briefly above the cap; the next create evicts down to it.
+    /// With a per-user cap, a create that takes the user beyond it revokes the sessions
+    /// that **expire first** (ties broken by the lowest session id, bytewise), never the
+    /// new session itself. Concurrent creates may leave the user above the cap until the
+    /// next create, which evicts down to it; a refresh racing an eviction can make it
+    /// evict one session too many (see `docs/sessions.md`).
     async fn create(
         &self,
         user_id: &str,
@@ -145,8 +149,9 @@ pub trait SessionIndex: Send + Sync {
     /// members whose session is gone (left by a crash between two steps) are removed.
     async fn list(&self, user_id: &str) -> KvResult<Vec<Session>>;
 
-    /// Deletes every session of the user; how many live sessions were deleted. No
-    /// session that existed when the call started is readable once it returns.
+    /// Deletes every session of the user; how many live sessions were deleted. Once it
+    /// returns, no session whose `create` had returned before the call started is
+    /// readable, whatever refreshes ran concurrently.
     async fn revoke_all(&self, user_id: &str) -> KvResult<u64>;
 
     /// [`SessionIndex::revoke_all`] except the session under `token` ("sign out my other
