@@ -512,11 +512,17 @@ pub async fn sessions_operations_and_layout(ctx: Ctx) {
     assert_eq!(ctx.probe.zrange_withscores(&index).await[1].1, ea2 as f64);
 
     // Refused creates write nothing.
-    let other =
-        s.b.create("u-2", "tok-a", "X".into(), at_ms(eb))
-            .await
-            .unwrap();
-    assert_eq!(other, CreateOutcome::TokenInUse);
+    for user in ["u-2", "u-1"] {
+        let again =
+            s.b.create(user, "tok-a", "X".into(), at_ms(eb))
+                .await
+                .unwrap();
+        assert_eq!(
+            again,
+            CreateOutcome::TokenInUse,
+            "a live token is never overwritten"
+        );
+    }
     assert_session_hash(&ctx, &s.session_key("tok-a"), "u-1", ea3, b"A2").await;
     assert_eq!(ctx.probe.pttl(&s.index_key("u-2")).await, Pttl::Missing);
     let past =
