@@ -5,6 +5,8 @@
 //!
 //! - [`server`]: starts a real `redis-server` (or uses `RUSTAUTH_REDIS_URL`);
 //! - [`probe`]: a raw connection for checking key bytes, values, `TYPE` and `PTTL`;
+//! - [`cluster_guard`]: a connection wrapper that batches and refuses keys like a Redis
+//!   Cluster (per hash slot, `CROSSSLOT`);
 //! - [`context`]: topologies and the per-case stores;
 //! - [`cases`]: the cases, plain async functions;
 //! - [`run`]: runs one case with a timeout, turning a panic into a report with the
@@ -15,6 +17,7 @@
 //! `conformance` binary (behind `cargo xtask conformance`) into a table.
 
 pub mod cases;
+pub mod cluster_guard;
 pub mod context;
 pub mod probe;
 pub mod report;
@@ -65,6 +68,13 @@ macro_rules! for_each_storage_case {
             rate_limit::rate_limit_blocked_cache_skips_round_trips,
             rate_limit::rate_limit_reads_existing_buckets,
             rate_limit::rate_limit_auth_paths_end_to_end,
+            sessions::sessions_concurrent_creates_all_listed,
+            sessions::sessions_refresh_racing_revoke_all,
+            sessions::sessions_expired_never_listed_and_index_expires,
+            sessions::sessions_values_read_identically,
+            sessions::sessions_operations_and_layout,
+            sessions::sessions_cap_evicts_soonest_expiring,
+            sessions::sessions_hashed_tokens_at_rest,
         }
     };
 }
@@ -85,6 +95,7 @@ macro_rules! for_each_connection_case {
             resilience::breaker_opens_on_a_hung_server_and_recovers,
             resilience::breaker_recovers_after_restart,
             connection::rate_limit_unavailable_policy,
+            sessions::sessions_round_trips,
         }
     };
 }

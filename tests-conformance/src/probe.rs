@@ -63,6 +63,11 @@ impl Probe {
         }
     }
 
+    /// Sends any command to the server (server probes only), e.g. `INFO commandstats`.
+    pub async fn command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        self.query(cmd).await
+    }
+
     /// The stored bytes under a physical key.
     pub async fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         match self {
@@ -106,6 +111,49 @@ impl Probe {
                 }
             }
         }
+    }
+
+    /// `HGETALL` of a physical key, fields sorted (empty when the key is absent).
+    pub async fn hgetall(&self, key: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = match self {
+            Probe::Memory(ks) => match ks.inspect(key).map(|e| e.value) {
+                None => Vec::new(),
+                Some(MemValue::Hash(h)) => h
+                    .into_iter()
+                    .map(|(f, v)| (f.to_vec(), v.to_vec()))
+                    .collect(),
+                Some(other) => panic!("HGETALL of a {} key: WRONGTYPE", other.type_name()),
+            },
+            Probe::Server(_) => self.query(redis::cmd("HGETALL").arg(key)).await,
+        };
+        fields.sort();
+        fields
+    }
+
+    /// `ZRANGE key 0 -1 WITHSCORES` of a physical key: members with their scores, lowest
+    /// score first (ties bytewise), empty when the key is absent.
+    pub async fn zrange_withscores(&self, key: &[u8]) -> Vec<(Vec<u8>, f64)> {
+        let mut members: Vec<(Vec<u8>, f64)> = match self {
+            Probe::Memory(ks) => match ks.inspect(key).map(|e| e.value) {
+                None => Vec::new(),
+                Some(MemValue::SortedSet(z)) => {
+                    z.into_iter().map(|(m, s)| (m.to_vec(), s)).collect()
+                }
+                Some(other) => panic!("ZRANGE of a {} key: WRONGTYPE", other.type_name()),
+            },
+            Probe::Server(_) => {
+                self.query(
+                    redis::cmd("ZRANGE")
+                        .arg(key)
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES"),
+                )
+                .await
+            }
+        };
+        members.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        members
     }
 
     /// Writes a physical key directly (to place keys outside a store's namespace).

@@ -141,29 +141,43 @@ impl KeyCodec {
     ///
     /// Rejects an empty logical key and one longer than [`Self::MAX_KEY_LEN`].
     pub fn key(&self, ns: Namespace, logical: &str) -> KvResult<Vec<u8>> {
-        self.join(ns.segment(), logical, ns.segment().trim_end_matches(':'))
+        self.join(
+            [ns.segment(), ""],
+            logical,
+            ns.segment().trim_end_matches(':'),
+        )
     }
 
     /// The flat physical key `{prefix}{logical}`, without a namespace segment: the layout
     /// of Better Auth's `@better-auth/redis-storage`. Same validation as [`Self::key`].
     pub fn flat_key(&self, logical: &str) -> KvResult<Vec<u8>> {
-        self.join("", logical, "flat")
+        self.join(["", ""], logical, "flat")
     }
 
-    fn join(&self, segment: &str, logical: &str, label: &str) -> KvResult<Vec<u8>> {
+    /// Rejects an empty logical key and one longer than [`Self::MAX_KEY_LEN`]; the
+    /// message names it as "{label} {noun}" ("secondary key", "lock name").
+    fn check_logical(logical: &str, label: &str, noun: &str) -> KvResult<()> {
         if logical.is_empty() {
-            return Err(KvError::invalid_input(format!("empty {label} key")));
+            return Err(KvError::invalid_input(format!("empty {label} {noun}")));
         }
         if logical.len() > Self::MAX_KEY_LEN {
             return Err(KvError::invalid_input(format!(
-                "{label} key is {} bytes long; the limit is {}",
+                "{label} {noun} is {} bytes long; the limit is {}",
                 logical.len(),
                 Self::MAX_KEY_LEN
             )));
         }
-        let mut key = Vec::with_capacity(self.prefix.0.len() + segment.len() + logical.len());
+        Ok(())
+    }
+
+    /// `{prefix}{segment[0]}{segment[1]}{logical}`, after validating `logical`.
+    fn join(&self, segment: [&str; 2], logical: &str, label: &str) -> KvResult<Vec<u8>> {
+        Self::check_logical(logical, label, "key")?;
+        let len = self.prefix.0.len() + segment[0].len() + segment[1].len() + logical.len();
+        let mut key = Vec::with_capacity(len);
         key.extend_from_slice(self.prefix.0.as_bytes());
-        key.extend_from_slice(segment.as_bytes());
+        key.extend_from_slice(segment[0].as_bytes());
+        key.extend_from_slice(segment[1].as_bytes());
         key.extend_from_slice(logical.as_bytes());
         Ok(key)
     }
@@ -177,16 +191,7 @@ impl KeyCodec {
     /// another lock's key). The prefix must not defeat the tag; see
     /// [`KeyCodec::check_lock_prefix`].
     pub fn lock_keys(&self, name: &str) -> KvResult<LockKeys> {
-        if name.is_empty() {
-            return Err(KvError::invalid_input("empty lock name"));
-        }
-        if name.len() > Self::MAX_KEY_LEN {
-            return Err(KvError::invalid_input(format!(
-                "lock name is {} bytes long; the limit is {}",
-                name.len(),
-                Self::MAX_KEY_LEN
-            )));
-        }
+        Self::check_logical(name, "lock", "name")?;
         if name.contains(['{', '}']) {
             return Err(KvError::invalid_input(format!(
                 "lock name {name:?} contains '{{' or '}}': lock names are wrapped in a Redis \
@@ -248,6 +253,71 @@ impl KeyCodec {
     pub fn logical<'a>(&self, ns: Namespace, physical: &'a [u8]) -> Option<&'a [u8]> {
         let rest = physical.strip_prefix(self.prefix.0.as_bytes())?;
         rest.strip_prefix(ns.segment().as_bytes())
+    }
+}
+
+/// The name of a configurable namespace (the session index's `session` and
+/// `user_sessions`): its keys are `{prefix}{name}:{logical}`.
+///
+/// Rules, checked by [`NamespaceName::new`]: 1 to 64 bytes of ASCII letters, digits, `_`,
+/// `-` and `.`, so the segment contains no `:` (the separator), no `{`/`}` (which would
+/// make it a Redis Cluster hash tag) and no glob character; and not the name of a
+/// built-in [`Namespace`] (`secondary`, `rate-limit`), whose stores would otherwise see
+/// these keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NamespaceName(String);
+
+impl NamespaceName {
+    /// The longest name accepted, in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// Validates `name`.
+    pub fn new(name: impl Into<String>) -> KvResult<Self> {
+        let name = name.into();
+        if name.is_empty() || name.len() > Self::MAX_LEN {
+            return Err(KvError::invalid_config(format!(
+                "namespace name {name:?} must be 1 to {} bytes long",
+                Self::MAX_LEN
+            )));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(KvError::invalid_config(format!(
+                "namespace name {name:?} contains {bad:?}: only ASCII letters, digits, '_', \
+                 '-' and '.' are allowed (':' separates the name from the key, braces would \
+                 be a cluster hash tag)"
+            )));
+        }
+        if let Some(ns) = Namespace::ALL
+            .iter()
+            .find(|ns| ns.segment().trim_end_matches(':') == name)
+        {
+            return Err(KvError::invalid_config(format!(
+                "namespace name {name:?} is the built-in {:?} namespace; choose another",
+                ns.segment()
+            )));
+        }
+        Ok(NamespaceName(name))
+    }
+
+    /// The name, without the trailing `:`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The segment: the name followed by `:`.
+    pub fn segment(&self) -> String {
+        format!("{}:", self.0)
+    }
+}
+
+impl KeyCodec {
+    /// The physical key of `logical` in the configurable namespace `ns`:
+    /// `{prefix}{name}:{logical}`. Same validation of `logical` as [`Self::key`].
+    pub fn key_in(&self, ns: &NamespaceName, logical: &str) -> KvResult<Vec<u8>> {
+        self.join([ns.as_str(), ":"], logical, ns.as_str())
     }
 }
 
@@ -401,7 +471,7 @@ mod tests {
                 prop_assert!(name.contains(['{', '}']), "rejected only for braces");
                 return Ok(());
             };
-            prop_assert_eq!(slot::hash_slot(&keys.lock), slot::hash_slot(&keys.fence));
+            prop_assert_eq!(slot::key_slot(&keys.lock), slot::key_slot(&keys.fence));
             if let Ok(o) = codec.lock_keys(&other) {
                 if other != name {
                     for a in [&keys.lock, &keys.fence] {
@@ -409,6 +479,39 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn configurable_namespaces() {
+        let codec = KeyCodec::new(Prefix::new("app:").unwrap());
+        let ns = NamespaceName::new("user_sessions").unwrap();
+        assert_eq!(ns.segment(), "user_sessions:");
+        assert_eq!(
+            codec.key_in(&ns, "u:1{x}").unwrap(),
+            b"app:user_sessions:u:1{x}".to_vec()
+        );
+        let e = codec.key_in(&ns, "").unwrap_err();
+        assert!(e.message().contains("empty user_sessions key"), "{e}");
+        assert!(codec
+            .key_in(&ns, &"x".repeat(KeyCodec::MAX_KEY_LEN + 1))
+            .is_err());
+        for ok in ["session", "s", "user-sessions.v2", &"n".repeat(64)] {
+            assert!(NamespaceName::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a:b",
+            "{tag}",
+            "s*",
+            "with space",
+            "ünï",
+            "secondary",
+            "rate-limit",
+            &"n".repeat(65),
+        ] {
+            let e = NamespaceName::new(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig, "{bad}");
         }
     }
 }

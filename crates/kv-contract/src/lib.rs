@@ -19,6 +19,8 @@
 //! | [`breaker`] | [`CircuitBreaker`]: stop calling an unavailable server, probe, recover |
 //! | [`resilient`] | wrappers that degrade by policy (fail, skip, fall back) while Redis is down |
 //! | [`rate_limit`] | [`RateLimiter`]: atomic, skew-free rate limits, four algorithms |
+//! | [`session`] | the per-user [`SessionIndex`]: memory and server implementations |
+//! | [`slot`] | Redis Cluster hash slots, for splitting batches by slot |
 //! | [`error`] | [`KvError`] and its [`ErrorKind`]s |
 //!
 //! It never depends on a Redis client: `rustauth-redis` (redis-rs) and `rustauth-fred`
@@ -52,6 +54,7 @@ pub mod rate_limit;
 pub mod resilient;
 pub mod script;
 pub mod server;
+pub mod session;
 pub mod slot;
 pub mod storage;
 pub mod ttl;
@@ -61,7 +64,7 @@ pub use breaker::{BreakerOptions, CircuitBreaker};
 pub use config::{ConnectionOptions, Endpoint, Password, ServerAddress};
 pub use error::{ErrorKind, KvError, KvResult};
 pub use health::{ServerHealth, ServerInfo};
-pub use keys::{KeyCodec, LockKeys, Namespace, Prefix, DEFAULT_PREFIX};
+pub use keys::{KeyCodec, LockKeys, Namespace, NamespaceName, Prefix, DEFAULT_PREFIX};
 pub use lock::{Lock, LockExt, LockOptions, MemoryLock, ServerLock};
 pub use memory::{MemoryKeyspace, MemoryStorage};
 pub use rate_limit::{
@@ -70,6 +73,7 @@ pub use rate_limit::{
 };
 pub use resilient::{OnUnavailable, ResilientLock, ResilientStorage};
 pub use server::{ServerStorage, SharedConnection};
+pub use session::{MemorySessionIndex, ServerSessionIndex, SessionIndex, SessionIndexOptions};
 pub use storage::{SecondaryStorage, SecondaryStorageExt, StorageOptions};
 pub use wire::{Command, Connection, Reply};
 

@@ -78,8 +78,54 @@ pub static RATE_LIMIT_LAST_REQUEST: Script = Script::new(
     include_str!("lua/rate_limit_last_request.lua"),
 );
 
+/// `session_create.lua`: write a new session hash; never overwrites one.
+pub static SESSION_CREATE: Script =
+    Script::new("session_create", include_str!("lua/session_create.lua"));
+
+/// `session_refresh.lua`: move an existing session's expiry; never creates.
+pub static SESSION_REFRESH: Script =
+    Script::new("session_refresh", include_str!("lua/session_refresh.lua"));
+
+/// `session_delete.lua`: delete a session, replying with its user id.
+pub static SESSION_DELETE: Script =
+    Script::new("session_delete", include_str!("lua/session_delete.lua"));
+
+/// `session_get_many.lua`: read several session hashes of one hash slot.
+pub static SESSION_GET_MANY: Script =
+    Script::new("session_get_many", include_str!("lua/session_get_many.lua"));
+
+/// `session_index_add.lua`: add to a user's index, prune, name what the cap evicts.
+pub static SESSION_INDEX_ADD: Script = Script::new(
+    "session_index_add",
+    include_str!("lua/session_index_add.lua"),
+);
+
+/// `session_index_touch.lua`: raise a member's score if it is still indexed.
+pub static SESSION_INDEX_TOUCH: Script = Script::new(
+    "session_index_touch",
+    include_str!("lua/session_index_touch.lua"),
+);
+
+/// `session_index_members.lua`: prune, then every member by expiry.
+pub static SESSION_INDEX_MEMBERS: Script = Script::new(
+    "session_index_members",
+    include_str!("lua/session_index_members.lua"),
+);
+
+/// `session_index_remove.lua`: remove members, prune, fit the key's expiry.
+pub static SESSION_INDEX_REMOVE: Script = Script::new(
+    "session_index_remove",
+    include_str!("lua/session_index_remove.lua"),
+);
+
+/// `session_index_count.lua`: prune, then count.
+pub static SESSION_INDEX_COUNT: Script = Script::new(
+    "session_index_count",
+    include_str!("lua/session_index_count.lua"),
+);
+
 /// Every script, for tooling (SHA pins, `SCRIPT LOAD` at start-up, the parity audit).
-pub fn all() -> [&'static Script; 8] {
+pub fn all() -> [&'static Script; 17] {
     [
         &COMPARE_AND_SET,
         &DELETE_IF_VALUE,
@@ -89,6 +135,15 @@ pub fn all() -> [&'static Script; 8] {
         &RATE_LIMIT_SLIDING_WINDOW,
         &RATE_LIMIT_GCRA,
         &RATE_LIMIT_LAST_REQUEST,
+        &SESSION_CREATE,
+        &SESSION_REFRESH,
+        &SESSION_DELETE,
+        &SESSION_GET_MANY,
+        &SESSION_INDEX_ADD,
+        &SESSION_INDEX_TOUCH,
+        &SESSION_INDEX_MEMBERS,
+        &SESSION_INDEX_REMOVE,
+        &SESSION_INDEX_COUNT,
     ]
 }
 
@@ -127,7 +182,38 @@ mod tests {
                 "rate_limit_last_request",
                 "b2ee5ace9bfca100f5f64d845d397d704c015c03",
             ),
+            ("session_create", "cdd4f362d5c295896252af3032eb28c5a1d8b138"),
+            (
+                "session_refresh",
+                "c7f8f516405bdd31031036f0856740cad087d8cf",
+            ),
+            ("session_delete", "c557f1b730cd60b95524cb4635e541f81af189e4"),
+            (
+                "session_get_many",
+                "1a829cdedca5913e51ca2ee5d5db724a4900a5c1",
+            ),
+            (
+                "session_index_add",
+                "924a1ffab46587e91c023266b711366c5dcd5a7d",
+            ),
+            (
+                "session_index_touch",
+                "48c377b07347ff7759d0f657dbb8a7bd770ed467",
+            ),
+            (
+                "session_index_members",
+                "9a7abbbf653e8d8427dc3ab58022d7fdb8713d63",
+            ),
+            (
+                "session_index_remove",
+                "81aef1008612db13f077f0b906fd0c77c003c717",
+            ),
+            (
+                "session_index_count",
+                "8038402eb69fcdb11957e1630220ea066304af29",
+            ),
         ];
+        assert_eq!(all().len(), pins.len(), "every script is pinned");
         for (script, (name, sha)) in all().iter().zip(pins) {
             assert_eq!(script.name(), name);
             assert_eq!(script.sha1(), sha, "{name}.lua changed");

@@ -170,6 +170,14 @@ pub trait Connection: Send + Sync + std::fmt::Debug + 'static {
     /// Sends `command` and returns the server's reply.
     async fn execute(&self, command: Command) -> KvResult<Reply>;
 
+    /// Whether this connection talks to a Redis Cluster, where a multi-key command or
+    /// script must name keys of a single hash slot. Stores then split their batches with
+    /// [`crate::slot::group_by_slot`]. A single server (the default) accepts any keys
+    /// together.
+    fn is_cluster(&self) -> bool {
+        false
+    }
+
     /// Reads one page of `SCAN cursor MATCH pattern COUNT count`. A single server has one
     /// node; a cluster connection overrides this to walk every primary in turn.
     async fn scan_page(&self, from: ScanCursor, pattern: &[u8], count: u32) -> KvResult<ScanPage> {

@@ -70,7 +70,7 @@ pub async fn ping_and_server_info(kind: BackendKind) {
                     .query_async(&mut raw)
                     .await
                     .unwrap();
-                assert_eq!(slot, kv_contract::slot::hash_slot(key), "{prefix} {name}");
+                assert_eq!(slot, kv_contract::slot::key_slot(key), "{prefix} {name}");
                 slots.push(slot);
             }
             assert_eq!(slots[0], slots[1], "lock and counter share a slot");

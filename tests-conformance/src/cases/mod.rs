@@ -16,6 +16,7 @@ pub mod lock;
 pub mod namespace;
 pub mod rate_limit;
 pub mod resilience;
+pub mod sessions;
 
 use std::ops::RangeInclusive;
 

@@ -237,6 +237,21 @@ impl Tx<'_> {
         existed
     }
 
+    /// `PEXPIREAT key at_ms`: true when the key exists. A time not after now deletes the
+    /// key, as Redis does (`at_ms <= now`).
+    pub fn pexpire_at(&mut self, key: &[u8], at_ms: u64) -> bool {
+        if at_ms <= self.now {
+            return self.delete(key);
+        }
+        match self.live(key) {
+            Some(e) => {
+                e.expires_at = Some(at_ms);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Every live key starting with `prefix`.
     pub fn keys_with_prefix(&mut self, prefix: &[u8]) -> Vec<Vec<u8>> {
         let now = self.now;
