@@ -71,7 +71,7 @@ pub use rate_limit::{
     MemoryRateLimiter, RateLimitDecision, RateLimitRule, RateLimiter, RateLimiterOptions,
     ServerRateLimiter,
 };
-pub use resilient::{OnUnavailable, ResilientLock, ResilientStorage};
+pub use resilient::{OnUnavailable, ResilientLock, ResilientSessionIndex, ResilientStorage};
 pub use server::{ServerStorage, SharedConnection};
 pub use session::{MemorySessionIndex, ServerSessionIndex, SessionIndex, SessionIndexOptions};
 pub use storage::{SecondaryStorage, SecondaryStorageExt, StorageOptions};

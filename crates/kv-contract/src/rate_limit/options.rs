@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::breaker::CircuitBreaker;
 use crate::error::{KvError, KvResult};
 use crate::keys::{KeyCodec, Namespace, Prefix};
 use crate::memory::Clock;
@@ -57,6 +58,10 @@ pub struct RateLimiterOptions {
     pub on_unavailable: UnavailablePolicy,
     /// Capacity of the local cache of blocked buckets; `None` (the default) = no cache.
     pub blocked_cache: Option<usize>,
+    /// A circuit breaker in front of the store (share the one of the deployment's other
+    /// wrappers): while it is open, decisions follow [`Self::on_unavailable`] at once,
+    /// without a round trip. `None` (the default) = every decision tries the store.
+    pub breaker: Option<CircuitBreaker>,
 }
 
 impl Default for RateLimiterOptions {
@@ -67,6 +72,7 @@ impl Default for RateLimiterOptions {
             clock: RateLimitClock::Server,
             on_unavailable: UnavailablePolicy::FailClosed,
             blocked_cache: None,
+            breaker: None,
         }
     }
 }
@@ -118,7 +124,15 @@ impl RateLimiterOptionsBuilder {
         self
     }
 
-    /// Admits requests while the store is unavailable (default: deny).
+    /// Puts `breaker` in front of the store (default: none). After its threshold of
+    /// consecutive unavailability errors, decisions follow the unavailable policy (deny,
+    /// or [`Self::fail_open`]) at once for the cool-down, then one probe goes through.
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.options.breaker = Some(breaker);
+        self
+    }
+
+    /// Admits without counting while the store is unavailable (default: deny).
     pub fn fail_open(mut self) -> Self {
         self.options.on_unavailable = UnavailablePolicy::FailOpen;
         self
@@ -230,7 +244,11 @@ impl Front {
                 return Ok(hit);
             }
         }
-        match store.await {
+        let result = match &self.options.breaker {
+            Some(breaker) => breaker.call(|| store).await,
+            None => store.await,
+        };
+        match result {
             Ok(v) => {
                 let decision = RateLimitDecision {
                     allowed: v.allowed,

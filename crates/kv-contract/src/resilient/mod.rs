@@ -33,11 +33,13 @@
 //! ```
 
 mod lock;
+mod session;
 mod storage;
 
 use std::future::Future;
 
 pub use lock::ResilientLock;
+pub use session::ResilientSessionIndex;
 pub use storage::ResilientStorage;
 
 use crate::breaker::CircuitBreaker;
@@ -116,6 +118,38 @@ impl<F> Degradation<F> {
         B: FnOnce(&'f F) -> BFut,
         BFut: Future<Output = KvResult<T>>,
     {
+        self.run_inner(primary, Some(skipped), fallback).await
+    }
+
+    /// [`Self::run`] for an operation that must never look done when it was not (a
+    /// sign-in, a sign-out): under [`OnUnavailable::Skip`] it returns the error too.
+    pub async fn run_unskippable<'f, T, P, PFut, B, BFut>(
+        &'f self,
+        primary: P,
+        fallback: B,
+    ) -> KvResult<T>
+    where
+        P: FnOnce() -> PFut,
+        PFut: Future<Output = KvResult<T>>,
+        B: FnOnce(&'f F) -> BFut,
+        BFut: Future<Output = KvResult<T>>,
+    {
+        self.run_inner(primary, None::<fn() -> T>, fallback).await
+    }
+
+    async fn run_inner<'f, T, P, PFut, S, B, BFut>(
+        &'f self,
+        primary: P,
+        skipped: Option<S>,
+        fallback: B,
+    ) -> KvResult<T>
+    where
+        P: FnOnce() -> PFut,
+        PFut: Future<Output = KvResult<T>>,
+        S: FnOnce() -> T,
+        B: FnOnce(&'f F) -> BFut,
+        BFut: Future<Output = KvResult<T>>,
+    {
         let unavailable = match self.breaker.try_acquire() {
             Ok(permit) => {
                 let result = primary().await;
@@ -127,16 +161,16 @@ impl<F> Degradation<F> {
             }
             Err(open) => open,
         };
-        match &self.on_unavailable {
-            OnUnavailable::Fail => Err(unavailable),
-            OnUnavailable::Skip => {
+        match (&self.on_unavailable, skipped) {
+            (OnUnavailable::Skip, Some(skipped)) => {
                 self.breaker.note_skipped();
                 Ok(skipped())
             }
-            OnUnavailable::Fallback(store) => {
+            (OnUnavailable::Fallback(store), _) => {
                 self.breaker.note_fallback();
                 fallback(store).await
             }
+            _ => Err(unavailable),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use crate::breaker::{is_circuit_open, BreakerOptions, BreakerState};
 use crate::error::{ErrorKind, KvError};
 use crate::lock::{Acquisition, ExtendOutcome, Lock, LockGuard, LockOptions, ReleaseOutcome};
 use crate::memory::ManualClock;
+use crate::session::{CreateOutcome, Session, SessionIndex};
 use crate::{MemoryKeyspace, MemoryLock, MemoryStorage, SecondaryStorage};
 
 /// A memory store that answers `Timeout` while switched off, counting the calls it gets.
@@ -262,4 +263,148 @@ async fn lock_fallback_guards_stay_with_the_fallback() {
     );
     assert_eq!(lock.release(&guard).await.unwrap(), ReleaseOutcome::Lost);
     assert!(lock.acquire("job", ttl).await.unwrap().is_acquired());
+}
+
+/// A connection to a server that never answers: every command times out, counted.
+#[derive(Debug, Default)]
+struct DeadServer {
+    calls: AtomicU64,
+}
+
+#[async_trait]
+impl crate::Connection for DeadServer {
+    async fn execute(&self, _: crate::Command) -> KvResult<crate::Reply> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(KvError::new(ErrorKind::Timeout, "no answer"))
+    }
+}
+
+#[tokio::test]
+async fn rate_limiter_behind_the_breaker_fails_closed_without_calling() {
+    use crate::rate_limit::{
+        DecisionSource, RateLimitRule, RateLimiter, RateLimiterOptions, ServerRateLimiter,
+    };
+    let clock = ManualClock::new(0);
+    let dead = Arc::new(DeadServer::default());
+    let rule = RateLimitRule::from_millis(10_000, 3).unwrap();
+    for (fail_open, source) in [
+        (false, DecisionSource::FailedClosed),
+        (true, DecisionSource::FailedOpen),
+    ] {
+        let mut options = RateLimiterOptions::builder().circuit_breaker(breaker(&clock));
+        if fail_open {
+            options = options.fail_open();
+        }
+        let limiter = ServerRateLimiter::new(dead.clone(), options.build().unwrap());
+        let before = dead.calls.load(Ordering::SeqCst);
+        for _ in 0..5 {
+            let d = limiter
+                .consume("10.0.0.1|/sign-in", &rule, 1)
+                .await
+                .unwrap();
+            assert_eq!((d.source, d.allowed), (source, fail_open));
+        }
+        assert_eq!(
+            dead.calls.load(Ordering::SeqCst) - before,
+            2,
+            "the breaker opened after 2 failures; 3 decisions cost no round trip"
+        );
+    }
+}
+
+/// A session index whose server never answers.
+struct DeadIndex;
+
+#[async_trait]
+impl SessionIndex for DeadIndex {
+    async fn create(&self, _: &str, _: &str, _: Bytes, _: SystemTime) -> KvResult<CreateOutcome> {
+        Err(KvError::new(ErrorKind::Timeout, "no answer"))
+    }
+    async fn get(&self, _: &str) -> KvResult<Option<Session>> {
+        Err(KvError::new(ErrorKind::Timeout, "no answer"))
+    }
+    async fn refresh(&self, _: &str, _: SystemTime, _: Option<Bytes>) -> KvResult<bool> {
+        Err(KvError::new(ErrorKind::Timeout, "no answer"))
+    }
+    async fn delete(&self, _: &str) -> KvResult<bool> {
+        Err(KvError::new(ErrorKind::Timeout, "no answer"))
+    }
+    async fn delete_by_id(&self, _: &str) -> KvResult<bool> {
+        Err(KvError::new(ErrorKind::Timeout, "no answer"))
+    }
+    async fn list(&self, _: &str) -> KvResult<Vec<Session>> {
+        Err(KvError::new(ErrorKind::Timeout, "no answer"))
+    }
+    async fn revoke_all(&self, _: &str) -> KvResult<u64> {
+        Err(KvError::new(ErrorKind::Timeout, "no answer"))
+    }
+    async fn revoke_all_except(&self, _: &str, _: &str) -> KvResult<u64> {
+        Err(KvError::new(ErrorKind::Timeout, "no answer"))
+    }
+    async fn count(&self, _: &str) -> KvResult<u64> {
+        Err(KvError::new(ErrorKind::Timeout, "no answer"))
+    }
+    fn session_id(&self, token: &str) -> KvResult<String> {
+        Ok(token.to_owned())
+    }
+}
+
+#[tokio::test]
+async fn session_index_skip_misses_reads_but_never_fakes_sign_in_or_out() {
+    let clock = ManualClock::new(0);
+    let index =
+        ResilientSessionIndex::new(Arc::new(DeadIndex), breaker(&clock), OnUnavailable::Skip);
+    let later = SystemTime::now() + Duration::from_secs(60);
+    assert_eq!(index.get("t").await.unwrap(), None);
+    assert!(index.list("u").await.unwrap().is_empty());
+    assert_eq!(index.count("u").await.unwrap(), 0);
+    assert!(!index.refresh("t", later, None).await.unwrap());
+    for e in [
+        index
+            .create("u", "t", "v".into(), later)
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+        index.delete("t").await.map(|_| ()).unwrap_err(),
+        index.delete_by_id("t").await.map(|_| ()).unwrap_err(),
+        index.revoke_all("u").await.map(|_| ()).unwrap_err(),
+        index
+            .revoke_all_except("u", "t")
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        assert!(e.is_unavailable(), "{e}");
+    }
+    let stats = index.breaker().stats();
+    assert_eq!(
+        stats.skipped, 4,
+        "only the four reads were answered by Skip"
+    );
+}
+
+#[tokio::test]
+async fn session_index_fallback_serves_from_memory() {
+    use crate::session::{MemorySessionIndex, SessionIndexOptions};
+    let clock = ManualClock::new(0);
+    let fallback: Arc<dyn SessionIndex> = Arc::new(MemorySessionIndex::new(
+        SessionIndexOptions::builder().build().unwrap(),
+    ));
+    let index = ResilientSessionIndex::new(
+        Arc::new(DeadIndex),
+        breaker(&clock),
+        OnUnavailable::Fallback(fallback),
+    );
+    let later = SystemTime::now() + Duration::from_secs(60);
+    let created = index.create("u", "tok", "v".into(), later).await.unwrap();
+    assert!(
+        matches!(created, CreateOutcome::Created { .. }),
+        "{created:?}"
+    );
+    assert_eq!(
+        index.get("tok").await.unwrap().unwrap().value,
+        Bytes::from("v")
+    );
+    assert_eq!(index.revoke_all("u").await.unwrap(), 1);
+    assert_eq!(index.breaker().stats().fallbacks, 3);
 }
