@@ -133,7 +133,15 @@ impl Reply {
 
 fn unexpected(wanted: &str, got: &Reply) -> KvError {
     let mut shown = format!("{got:?}");
-    shown.truncate(200);
+    // The reply is the server's data: cut at a character boundary, never inside one.
+    if shown.len() > 200 {
+        let mut end = 200;
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push('…');
+    }
     KvError::unexpected(format!("expected {wanted} from the server, got {shown}"))
 }
 
@@ -286,5 +294,52 @@ mod tests {
         assert!(Reply::Int(1).into_opt_bytes().is_err());
         assert!(Reply::Status("OK".into()).is_some());
         assert!(!Reply::Nil.is_some());
+    }
+
+    #[test]
+    fn long_non_ascii_reply_in_an_error_does_not_panic() {
+        let reply = Reply::Status("a".to_owned() + &"é".repeat(150));
+        let e = reply.into_int().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnexpectedData);
+        assert!(e.message().len() < 400, "{e}");
+        let e = Reply::Data(Bytes::from("€".repeat(300)))
+            .into_int()
+            .unwrap_err();
+        assert!(e.message().ends_with('…'), "{e}");
+    }
+
+    fn arb_reply() -> impl proptest::strategy::Strategy<Value = Reply> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Reply::Nil),
+            any::<i64>().prop_map(Reply::Int),
+            proptest::collection::vec(any::<u8>(), 0..600)
+                .prop_map(|b| Reply::Data(Bytes::from(b))),
+            ".{0,400}".prop_map(Reply::Status),
+            any::<f64>().prop_map(Reply::Double),
+            any::<bool>().prop_map(Reply::Bool),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            proptest::collection::vec(inner, 0..8).prop_map(Reply::Array)
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_reply_conversion_panics(reply in arb_reply(), text in ".{0,400}") {
+            let _ = reply.clone().into_opt_bytes();
+            let _ = reply.clone().into_int();
+            let _ = reply.clone().into_array();
+            let _ = reply.is_some();
+            let _ = format!("{reply:?}");
+            for e in [
+                unexpected(&text, &reply),
+                KvError::server_reply(text.clone(), None),
+                KvError::new(ErrorKind::Script, text.clone()),
+            ] {
+                let _ = (e.to_string(), format!("{e:?}"), e.server_code(), e.is_noscript());
+                let _ = (e.is_unavailable(), e.kind().as_str());
+            }
+        }
     }
 }
