@@ -66,6 +66,11 @@ pub enum Endpoint {
 /// `scheme://[user[:password]@]host[:port][/db]`, or `redis+unix:///path/to.sock?db=N`
 /// with optional `user=` and `pass=` (or `password=`) query parameters. The port
 /// defaults to 6379, the database to 0 (0–255 accepted).
+///
+/// The user-info ends at the last `@` before the host, not at the first `/`, `?` or `#`:
+/// `redis://alice:hunter/2@cache:6379` is user `alice`, password `hunter/2` on host
+/// `cache` (generated and base64 passwords contain `/` and `+`). Percent-encoding
+/// (`%2F`, `%40`, ...) works too and is decoded; a literal `%` must be written `%25`.
 #[non_exhaustive]
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServerAddress {
@@ -85,8 +90,10 @@ impl ServerAddress {
     /// Parses a server URL. Errors quote the URL with its password redacted.
     pub fn parse(url: &str) -> KvResult<Self> {
         let shown = redact_url(url);
-        let parsed = Url::parse(url).map_err(|e| {
-            KvError::invalid_config(format!("cannot parse server URL {shown}: {e}"))
+        let parsed = Url::parse(&normalize_url(url)).map_err(|e| {
+            KvError::invalid_config(format!(
+                "cannot parse server URL {shown}: {e}; {ENCODING_ADVICE}"
+            ))
         })?;
         let mut username = match parsed.username() {
             "" => None,
@@ -96,19 +103,35 @@ impl ServerAddress {
             .password()
             .map(|p| percent_decode(p, &shown).map(Password))
             .transpose()?;
+        if parsed.fragment().is_some() {
+            // A `#` outside the user-info is the rest of a password written unescaped in
+            // the query, never something we read: refuse rather than drop it.
+            return Err(KvError::invalid_config(format!(
+                "server URL {shown} has a `#` fragment; {ENCODING_ADVICE}"
+            )));
+        }
         let mut database: Option<String> = None;
+        let mut after_password = false;
         for (k, v) in parsed.query_pairs() {
             match &*k {
                 "db" => database = Some(v.into_owned()),
                 "user" | "username" => username = Some(v.into_owned()),
                 "pass" | "password" => password = Some(Password(v.into_owned())),
                 "protocol" | "resp" => {}
+                // Probably the rest of a password with a raw `&`: not quoted.
+                _ if after_password => {
+                    return Err(KvError::invalid_config(format!(
+                        "unknown query parameter after the password in server URL \
+                         {shown}; {ENCODING_ADVICE}"
+                    )))
+                }
                 other => {
                     return Err(KvError::invalid_config(format!(
                         "unknown query parameter {other:?} in server URL {shown}"
                     )))
                 }
             }
+            after_password = matches!(&*k, "pass" | "password");
         }
         let (endpoint, tls) = match parsed.scheme() {
             scheme @ ("redis" | "valkey" | "rediss" | "valkeys") => {
@@ -118,7 +141,7 @@ impl ServerAddress {
                     Some(url::Host::Ipv6(ip)) => ip.to_string(),
                     _ => {
                         return Err(KvError::invalid_config(format!(
-                            "server URL {shown} has no host"
+                            "server URL {shown} has no host; {ENCODING_ADVICE}"
                         )))
                     }
                 };
@@ -181,53 +204,143 @@ fn percent_decode(s: &str, shown: &str) -> KvResult<String> {
         .map_err(|_| KvError::invalid_config(format!("credentials in {shown} are not UTF-8")))
 }
 
-/// Replaces the password of a URL-looking string with `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
+/// Query keys whose values are credentials: their values may hold an `@` and are
+/// redacted (`pass`, `password`) wherever a URL is shown.
+const QUERY_CREDENTIALS: [&str; 4] = ["pass", "password", "user", "username"];
+
+/// Every query parameter a server URL accepts.
+const QUERY_KEYS: [&str; 7] = [
+    "db", "user", "username", "pass", "password", "protocol", "resp",
+];
+
+/// Where the user-info of `rest` (the URL after `scheme://`) ends: the byte index of the
+/// last `@` before the host, or `None` when there is no user-info.
+///
+/// A password (base64 and generated ones often are) may contain `/ ? # @ : % +`, so the
+/// user-info does not end at the first `/`, `?` or `#` as a generic URL parser assumes:
+/// it ends at the last `@` of the URL that is not inside a query credential
+/// (`?user=a@b`, `&pass=c@d`). A host, port, database number or any other query value
+/// of ours never contains an `@`, so this reads every valid URL as it was meant.
+/// Socket URLs (`redis+unix:///path`) have an empty authority and no user-info.
+fn userinfo_end(rest: &str) -> Option<usize> {
+    if rest.starts_with('/') {
+        return None;
+    }
+    let cutoff = QUERY_CREDENTIALS
+        .iter()
+        .flat_map(|k| [format!("?{k}="), format!("&{k}=")])
+        .filter_map(|marker| rest.find(&marker))
+        .min()
+        .unwrap_or(rest.len());
+    rest[..cutoff].rfind('@')
+}
+
+/// Percent-encodes the characters that would end a URL's user-info early (`/ ? # @`),
+/// leaving existing `%XX` escapes as they are.
+fn encode_userinfo(userinfo: &str) -> String {
+    let mut out = String::with_capacity(userinfo.len());
+    for c in userinfo.chars() {
+        match c {
+            '/' => out.push_str("%2F"),
+            '?' => out.push_str("%3F"),
+            '#' => out.push_str("%23"),
+            '@' => out.push_str("%40"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The URL with its user-info percent-encoded, so a generic parser finds the host where
+/// [`userinfo_end`] does.
+fn normalize_url(url: &str) -> std::borrow::Cow<'_, str> {
     let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
+        return url.into();
     };
     let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let mut out = match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_owned()
-            };
-            format!(
-                "{}://{}@{}",
-                &url[..scheme_end],
-                masked,
-                &authority[at + 1..]
-            )
-        }
-        None => format!("{}://{}", &url[..scheme_end], authority),
+    match userinfo_end(rest) {
+        Some(at) => format!(
+            "{}://{}@{}",
+            &url[..scheme_end],
+            encode_userinfo(&rest[..at]),
+            &rest[at + 1..]
+        )
+        .into(),
+        None => url.into(),
+    }
+}
+
+/// How to write a password with URL delimiters, for parse errors.
+const ENCODING_ADVICE: &str = "percent-encode special characters of the user name and \
+     password (`/` as %2F, `?` as %3F, `#` as %23, `@` as %40, `%` as %25, `:` in a user \
+     name as %3A; in a `?pass=` value also `&` as %26 and `+` as %2B)";
+
+/// Replaces the password of a URL-looking string with `***`, for messages and logs.
+///
+/// The user-info ends at the last `@` before the host (see the parsing rules of
+/// [`ServerAddress`]), so a password containing `/ ? # @ : % +` is hidden whole; when the
+/// user name itself cannot be told apart from the password, the whole user-info is
+/// hidden. `pass=`/`password=` query values are hidden too.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        // `redis:user:pass@host` and other forms without `//`: hide everything up to
+        // the last `@`.
+        return match (url.find(':'), url.rfind('@')) {
+            (Some(colon), Some(at)) if colon < at => {
+                format!("{}:***@{}", &url[..colon], &url[at + 1..])
+            }
+            (None, Some(at)) => format!("***@{}", &url[at + 1..]),
+            _ => url.to_owned(),
+        };
     };
-    let tail = &rest[authority_end..];
-    // Query-string credentials (`?pass=...`) are redacted too.
-    let mut first = true;
-    if let Some((path, query)) = tail.split_once('?') {
-        out.push_str(path);
-        out.push('?');
-        for pair in query.split('&') {
-            if !first {
-                out.push('&');
-            }
-            first = false;
-            match pair.split_once('=') {
-                Some((k, _)) if k == "pass" || k == "password" => {
-                    out.push_str(k);
-                    out.push_str("=***");
+    let rest = &url[scheme_end + 3..];
+    let mut out = format!("{}://", &url[..scheme_end]);
+    let after = match userinfo_end(rest) {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let delimiters = ['/', '?', '#', '@'];
+            match userinfo.split_once(':') {
+                Some((user, _)) if !user.contains(delimiters) => {
+                    out.push_str(user);
+                    out.push_str(":***");
                 }
-                _ => out.push_str(pair),
+                None if !userinfo.contains(delimiters) => out.push_str(userinfo),
+                _ => out.push_str("***"),
+            }
+            out.push('@');
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    // Query-string credentials (`?pass=...`) are redacted too.
+    match after.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            // After a password, pieces up to the next known parameter may be the rest
+            // of a password with a raw `&` in it: they are hidden with it.
+            let mut in_password = false;
+            let mut first = true;
+            for pair in query.split('&') {
+                let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+                let is_password = key == "pass" || key == "password";
+                if in_password && !is_password && !QUERY_KEYS.contains(&key) {
+                    continue;
+                }
+                if !first {
+                    out.push('&');
+                }
+                first = false;
+                in_password = is_password;
+                if is_password {
+                    out.push_str(key);
+                    out.push_str("=***");
+                } else {
+                    out.push_str(pair);
+                }
             }
         }
-    } else {
-        out.push_str(tail);
+        None => out.push_str(after),
     }
     out
 }
@@ -595,6 +708,118 @@ mod tests {
             "redis://u:***@h/0?x=1&pass=***"
         );
         assert_eq!(redact_url("redis://h"), "redis://h");
+    }
+
+    #[test]
+    fn passwords_with_url_delimiters_parse_or_fail_without_leaking() {
+        for (url, pass, host) in [
+            ("redis://alice:hunter/2@cache:6379", "hunter/2", "cache"),
+            ("redis://alice:12/45@cache", "12/45", "cache"),
+            ("redis://alice:ab?cd@cache", "ab?cd", "cache"),
+            ("redis://alice:12#cd@cache", "12#cd", "cache"),
+            ("redis://alice:a@b/c+d@cache/3", "a@b/c+d", "cache"),
+            ("redis://:x/y?z#w@cache", "x/y?z#w", "cache"),
+        ] {
+            let a = ServerAddress::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(
+                a.password.as_ref().map(Password::expose),
+                Some(pass),
+                "{url}"
+            );
+            assert_eq!(a.endpoint, tcp(host, 6379), "{url}");
+            let shown = redact_url(url);
+            assert!(!shown.contains(pass), "{url} -> {shown}");
+            let b = ConnectionOptions::builder(url);
+            assert!(!format!("{b:?}").contains(pass), "{b:?}");
+        }
+        // A query value may hold an `@` (an e-mail-style user name, a password).
+        let a = ServerAddress::parse("redis://h/1?user=a@b&pass=c@d").unwrap();
+        assert_eq!(a.endpoint, tcp("h", 6379));
+        assert_eq!(a.username.as_deref(), Some("a@b"));
+        assert_eq!(a.password.as_ref().map(Password::expose), Some("c@d"));
+        assert_eq!(a.database, 1);
+        // Unparseable: the error names the URL without the password and says how to fix it.
+        let e = ServerAddress::parse("redis://alice:hunter/2@").unwrap_err();
+        assert!(!e.to_string().contains("hunter"), "{e}");
+        assert!(e.to_string().contains("%2F"), "{e}");
+        assert_eq!(redact_url("redis:alice:hunter2@h"), "redis:***@h");
+        assert_eq!(
+            redact_url("redis://alice:hunter/2@cache:6379/0"),
+            "redis://alice:***@cache:6379/0"
+        );
+    }
+
+    fn no_leak(pw: &str, texts: &[String]) -> Result<(), proptest::test_runner::TestCaseError> {
+        for t in texts {
+            proptest::prop_assert!(!t.contains(pw), "password {:?} leaked in {:?}", pw, t);
+        }
+        Ok(())
+    }
+
+    fn error_texts(e: &KvError) -> Vec<String> {
+        let mut out = vec![e.to_string(), format!("{e:?}")];
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            out.push(s.to_string());
+            out.push(format!("{s:?}"));
+            source = s.source();
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_password_in_any_output(
+            pw in "[a-zA-Z0-9/?#@:%+& éü€漢]{6,24}",
+            form in 0usize..8,
+        ) {
+            let templates = [
+                "redis://alice:{}@cache:6379/0",
+                "redis://:{}@cache",
+                "rediss://alice:{}@cache:6380/300",
+                "redis://alice:{}@cache:6379/0?bogus=1",
+                "http://alice:{}@cache",
+                "redis+unix:///tmp/s?db=1&pass={}",
+                "redis://alice:{}@",
+                "valkeys://bob:{}@[::1]:7000/2",
+            ];
+            let template = templates[form];
+            let url = template.replace("{}", &pw);
+            proptest::prop_assume!(!template.replace("{}", "").contains(&pw));
+            let mut texts = vec![redact_url(&url)];
+            match ServerAddress::parse(&url) {
+                Ok(a) => {
+                    texts.push(a.to_string());
+                    texts.push(format!("{a:?}"));
+                    if let Err(e) = a.check_tls_support("rustauth-redis", false) {
+                        texts.extend(error_texts(&e));
+                    }
+                }
+                Err(e) => texts.extend(error_texts(&e)),
+            }
+            let builder = ConnectionOptions::builder(url.clone())
+                .tls_root_certificates_pem("not pem");
+            texts.push(format!("{builder:?}"));
+            match builder.build() {
+                Ok(o) => texts.push(format!("{o:?}")),
+                Err(e) => texts.extend(error_texts(&e)),
+            }
+            match ConnectionOptions::from_url(&url) {
+                Ok(o) => texts.push(format!("{o:?}")),
+                Err(e) => texts.extend(error_texts(&e)),
+            }
+            no_leak(&pw, &texts)?;
+            // A password in the user-info parses back exactly, whatever it contains
+            // (`%` starts a percent-escape, so it is left out of this part).
+            if form == 0 && !pw.contains('%') {
+                let a = ServerAddress::parse(&url).map_err(|e| {
+                    proptest::test_runner::TestCaseError::fail(e.to_string())
+                })?;
+                proptest::prop_assert_eq!(a.password.as_ref().map(Password::expose), Some(&*pw));
+                proptest::prop_assert_eq!(a.endpoint, tcp("cache", 6379));
+                proptest::prop_assert_eq!(a.username.as_deref(), Some("alice"));
+            }
+        }
     }
 
     #[test]
