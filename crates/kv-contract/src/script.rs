@@ -168,19 +168,19 @@ mod tests {
             ("lock_extend", "5ea1ced6c8ae4e1a311923369beeafe41637cca1"),
             (
                 "rate_limit_fixed_window",
-                "36e5068ffc7fb06af721c60e511b4fdbdf36375c",
+                "9d0e63c79fe833f01dae08ac3fd069b6365351c0",
             ),
             (
                 "rate_limit_sliding_window",
-                "e1b836b2bff8c6d44d96139d5d41cefcc07f7ea4",
+                "8001598081a264de1a2e999239f9f580b3f85d2e",
             ),
             (
                 "rate_limit_gcra",
-                "6ce918245f45cffd6d9486e3b8b9b0831fe31298",
+                "ef3e125c8dae6f195ef2ac4747929165a184ad3d",
             ),
             (
                 "rate_limit_last_request",
-                "b2ee5ace9bfca100f5f64d845d397d704c015c03",
+                "190d2460a6a3ad8cd294031342e3a2d9d28f46f4",
             ),
             ("session_create", "cdd4f362d5c295896252af3032eb28c5a1d8b138"),
             (

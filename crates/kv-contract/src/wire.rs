@@ -131,6 +131,30 @@ impl Reply {
     }
 }
 
+/// Parses an integer exactly as Redis does (`string2ll`): an optional single leading `-`,
+/// ASCII digits with no leading zero (except `0` itself), no `+`, no spaces, within
+/// `i64`; `-0` is refused. `INCR`, `INCRBY` and `PEXPIRE` accept exactly these strings,
+/// so the memory implementation reads every integer from stored data with this function.
+pub fn parse_integer(raw: &[u8]) -> Option<i64> {
+    let (negative, digits) = match raw {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, raw),
+    };
+    match digits {
+        [] => return None,
+        [b'0'] if !negative => return Some(0),
+        [b'1'..=b'9', rest @ ..] if rest.iter().all(u8::is_ascii_digit) => {}
+        _ => return None,
+    }
+    // Digits only from here, so `parse` sees no sign, space or `+` of its own.
+    let magnitude: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    }
+}
+
 fn unexpected(wanted: &str, got: &Reply) -> KvError {
     let mut shown = format!("{got:?}");
     // The reply is the server's data: cut at a character boundary, never inside one.
@@ -294,6 +318,43 @@ mod tests {
         assert!(Reply::Int(1).into_opt_bytes().is_err());
         assert!(Reply::Status("OK".into()).is_some());
         assert!(!Reply::Nil.is_some());
+    }
+
+    #[test]
+    fn parse_integer_follows_redis_string2ll() {
+        for (text, want) in [
+            ("0", Some(0)),
+            ("7", Some(7)),
+            ("-5", Some(-5)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("9223372036854775808", None),
+            ("-9223372036854775809", None),
+            ("007", None),
+            ("00", None),
+            ("-0", None),
+            ("-007", None),
+            ("+5", None),
+            (" 5", None),
+            ("5 ", None),
+            ("", None),
+            ("-", None),
+            ("--5", None),
+            ("1.0", None),
+            ("1e3", None),
+            ("0x10", None),
+            ("١", None),
+        ] {
+            assert_eq!(parse_integer(text.as_bytes()), want, "{text:?}");
+        }
+        assert_eq!(parse_integer(b"\xff1"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_integer_round_trips_every_i64(n in proptest::prelude::any::<i64>()) {
+            proptest::prop_assert_eq!(parse_integer(n.to_string().as_bytes()), Some(n));
+        }
     }
 
     #[test]

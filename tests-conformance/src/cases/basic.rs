@@ -284,3 +284,74 @@ pub async fn script_cache_flush_recovers(ctx: Ctx) {
     assert!(ctx.a.delete_if_value("k", b"v3").await.unwrap());
     assert_absent(&ctx, "k").await;
 }
+
+/// A key of another type (a hash, planted raw) under a store's key reads as the server
+/// reads it, on every topology: `get` and `take` fail with `WRONGTYPE` as
+/// `ErrorKind::Server`; `delete_if_value` and `compare_and_set` (scripts, whose first
+/// command is `GET`) with `WRONGTYPE` as `ErrorKind::Script`; and the foreign key is left
+/// exactly as it was (fields and TTL).
+pub async fn wrong_type_keys_fail_and_stay_untouched(ctx: Ctx) {
+    use crate::probe::{Pttl, Stored};
+    let key = ctx.physical("foreign");
+    ctx.probe
+        .set_hash(&key, &[("f", b"v")], Some(Duration::from_secs(60)))
+        .await;
+    for (side, store) in [("a", &ctx.a), ("b", &ctx.b)] {
+        let results = [
+            (
+                "get",
+                store.get("foreign").await.map(drop),
+                ErrorKind::Server,
+            ),
+            (
+                "take",
+                store.take("foreign").await.map(drop),
+                ErrorKind::Server,
+            ),
+            (
+                "delete_if_value",
+                store.delete_if_value("foreign", b"v").await.map(drop),
+                ErrorKind::Script,
+            ),
+            (
+                "compare_and_set(None)",
+                store
+                    .compare_and_set("foreign", None, "new".into(), None)
+                    .await
+                    .map(drop),
+                ErrorKind::Script,
+            ),
+            (
+                "compare_and_set(Some)",
+                store
+                    .compare_and_set("foreign", Some(b"v"), "new".into(), None)
+                    .await
+                    .map(drop),
+                ErrorKind::Script,
+            ),
+        ];
+        for (call, result, kind) in results {
+            let e = result.expect_err(&format!("{call} on {side} over a hash"));
+            assert_eq!(
+                (e.kind(), e.server_code()),
+                (kind, Some("WRONGTYPE")),
+                "{call} on {side}: {e}"
+            );
+        }
+    }
+    let want = Stored::Hash([(b"f".to_vec(), b"v".to_vec())].into());
+    assert_eq!(ctx.probe.value(&key).await, Some(want), "hash untouched");
+    match ctx.probe.pttl(&key).await {
+        Pttl::Ms(ms) if ms > 50_000 => {}
+        other => panic!("the hash keeps its TTL, got {other:?}"),
+    }
+    // MGET reads another type as nil; SET NX sees the key; DEL removes it.
+    assert_eq!(ctx.b.get_many(&["foreign"]).await.unwrap(), vec![None]);
+    assert!(!ctx
+        .a
+        .set_if_not_exists("foreign", "x".into(), None)
+        .await
+        .unwrap());
+    assert!(ctx.a.delete("foreign").await.unwrap());
+    assert_prefix_empty(&ctx).await;
+}

@@ -802,3 +802,53 @@ pub async fn rate_limit_auth_paths_end_to_end(ctx: Ctx) {
         "exactly two buckets written"
     );
 }
+
+/// A fixed-window counter planted raw without TTL that Redis's `INCRBY` would refuse
+/// (`007`, `+5`, ` 5`) or that is negative (`-5`) is not a bucket: on every topology a
+/// `peek` reads it as empty and writes nothing, the next consume is admitted and replaces
+/// it with a count of 1 and the window's TTL (never an error, never a key left without a
+/// TTL), and counting goes on from there.
+pub async fn rate_limit_corrupt_counters_are_replaced(ctx: Ctx) {
+    let (a, b) = pair(
+        &ctx,
+        options(&ctx, RateLimitAlgorithm::FixedWindow)
+            .build()
+            .unwrap(),
+    );
+    let r = rule(60_000, 3);
+    let corrupt = ["007", "+5", "-5", " 5"];
+    for (i, raw) in corrupt.iter().enumerate() {
+        let bucket = format!("corrupt{i}");
+        let k = key(&ctx, &bucket);
+        ctx.probe.set(&k, raw.as_bytes(), None).await;
+        let p = b
+            .peek(&bucket, &r)
+            .await
+            .unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+        assert!(p.allowed && p.remaining == 3, "{raw:?} reads empty: {p:?}");
+        assert_eq!(ctx.probe.get(&k).await.as_deref(), Some(raw.as_bytes()));
+        let d = a
+            .consume(&bucket, &r, 1)
+            .await
+            .unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+        assert!(d.allowed && d.remaining == 2, "{raw:?}: {d:?}");
+        assert_eq!(
+            ctx.probe.get(&k).await.as_deref(),
+            Some(&b"1"[..]),
+            "{raw:?}"
+        );
+        let ttl = pttl_ms(&ctx, &bucket).await;
+        assert!(
+            (60_000 - SLACK_MS..=60_000).contains(&ttl),
+            "{raw:?}: PTTL {ttl}"
+        );
+        let d = b.consume(&bucket, &r, 1).await.unwrap();
+        assert!(d.allowed && d.remaining == 1, "{raw:?}: {d:?}");
+        assert_eq!(
+            ctx.probe.get(&k).await.as_deref(),
+            Some(&b"2"[..]),
+            "{raw:?}"
+        );
+    }
+    assert_eq!(assert_rate_limit_keys_have_ttl(&ctx).await, corrupt.len());
+}

@@ -10,8 +10,14 @@
 -- Boundary: a window opened at t0 counts requests at t0..t0+window inclusive (Redis keeps
 -- a key through the millisecond it expires at); the bucket is empty from t0+window+1.
 -- A denial writes nothing, except a TTL for a counter found without one.
+-- A value that is not a count as stored_int reads it (INCRBY would refuse '007', '+5',
+-- ' 5'; '-5' is no count of ours) is not a bucket: it reads as empty and the next
+-- admission replaces it with SET ... PX, so INCRBY only ever sees a valid count and no
+-- error can come after a write.
+-- A stored number: an integer as Redis parses one (no sign, no leading zero, no
+-- spaces: what INCRBY accepts), non-negative, at most 15 digits; else nil.
 local function stored_int(v)
-  if type(v) == 'string' and #v >= 1 and #v <= 15 and string.find(v, '^%d+$') then
+  if type(v) == 'string' and (v == '0' or (#v <= 15 and string.find(v, '^[1-9]%d*$'))) then
     return tonumber(v)
   end
   return nil

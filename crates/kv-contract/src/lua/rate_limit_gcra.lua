@@ -14,8 +14,10 @@
 -- caller clock behind another's) is clamped to that.
 -- An admitted request sets PX ceil(debt/max): after that the bucket is full again. A
 -- denial writes nothing, except a TTL for a bucket found without one.
+-- A stored number: an integer as Redis parses one (no sign, no leading zero, no
+-- spaces: what INCRBY accepts), non-negative, at most 15 digits; else nil.
 local function stored_int(v)
-  if type(v) == 'string' and #v >= 1 and #v <= 15 and string.find(v, '^%d+$') then
+  if type(v) == 'string' and (v == '0' or (#v <= 15 and string.find(v, '^[1-9]%d*$'))) then
     return tonumber(v)
   end
   return nil

@@ -11,8 +11,10 @@
 -- last_request counts as 0 elapsed); from last_request+window+1 the bucket is empty.
 -- last_request moves only on admitted requests; an admitted request sets PX window.
 -- A denial writes nothing, except a TTL for a bucket found without one.
+-- A stored number: an integer as Redis parses one (no sign, no leading zero, no
+-- spaces: what INCRBY accepts), non-negative, at most 15 digits; else nil.
 local function stored_int(v)
-  if type(v) == 'string' and #v >= 1 and #v <= 15 and string.find(v, '^%d+$') then
+  if type(v) == 'string' and (v == '0' or (#v <= 15 and string.find(v, '^[1-9]%d*$'))) then
     return tonumber(v)
   end
   return nil

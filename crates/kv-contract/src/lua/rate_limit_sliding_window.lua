@@ -13,8 +13,10 @@
 -- than now's (a caller clock behind another's) is used as is with e = 0.
 -- An admitted request sets PX (2*window - e): the state matters until the end of the
 -- next window. A denial writes nothing, except a TTL for a bucket found without one.
+-- A stored number: an integer as Redis parses one (no sign, no leading zero, no
+-- spaces: what INCRBY accepts), non-negative, at most 15 digits; else nil.
 local function stored_int(v)
-  if type(v) == 'string' and #v >= 1 and #v <= 15 and string.find(v, '^%d+$') then
+  if type(v) == 'string' and (v == '0' or (#v <= 15 and string.find(v, '^[1-9]%d*$'))) then
     return tonumber(v)
   end
   return nil

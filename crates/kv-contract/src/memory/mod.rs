@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 
-use crate::error::KvResult;
+use crate::error::{ErrorKind, KvError, KvResult};
 use crate::storage::{check_value, SecondaryStorage, StorageOptions};
 use crate::ttl::Expiry;
 
@@ -181,7 +181,18 @@ impl Tx<'_> {
         self.live(key).map(|e| &mut e.value)
     }
 
-    /// The live string under `key`; `None` if absent or not a string.
+    /// `GET` as Redis answers it: the live string under `key`, `None` if absent, and a
+    /// [`ErrorKind::Server`] `WRONGTYPE` error (what [`KvError::server_reply`] makes of
+    /// the server's reply) if the key holds another type.
+    pub fn get_checked(&mut self, key: &[u8]) -> KvResult<Option<Bytes>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(b)) => Ok(Some(b.clone())),
+            Some(_) => Err(wrong_type()),
+        }
+    }
+
+    /// The live string under `key`; `None` if absent or not a string (what `MGET` answers).
     pub fn get_string(&mut self, key: &[u8]) -> Option<Bytes> {
         match self.get(key) {
             Some(Value::String(b)) => Some(b.clone()),
@@ -264,6 +275,28 @@ impl Tx<'_> {
     }
 }
 
+/// The error reply of Redis for a command on a key of another type.
+pub(crate) const WRONGTYPE: &str =
+    "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+/// [`WRONGTYPE`] as a backend reports it: [`KvError::server_reply`] of the reply.
+pub(crate) fn wrong_type() -> KvError {
+    KvError::server_reply(WRONGTYPE, None)
+}
+
+/// An error raised inside the memory counterpart of a script, as [`crate::wire::eval`]
+/// reports a script's error: [`ErrorKind::Script`], `(script name)` appended.
+pub(crate) fn in_script(e: KvError, script: &str) -> KvError {
+    match e.kind() {
+        ErrorKind::Server => KvError::with_source(
+            ErrorKind::Script,
+            format!("{} (script {script})", e.message()),
+            e,
+        ),
+        _ => e,
+    }
+}
+
 fn expired(e: &Entry, now: u64) -> bool {
     matches!(e.expires_at, Some(at) if now > at)
 }
@@ -336,7 +369,7 @@ fn write(tx: &mut Tx<'_>, key: Vec<u8>, value: Bytes, expiry: Expiry) {
 impl SecondaryStorage for MemoryStorage {
     async fn get(&self, key: &str) -> KvResult<Option<Bytes>> {
         let key = self.key(key)?;
-        Ok(self.keyspace.transaction(|tx| tx.get_string(&key)))
+        self.keyspace.transaction(|tx| tx.get_checked(&key))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> KvResult<()> {
@@ -380,13 +413,14 @@ impl SecondaryStorage for MemoryStorage {
 
     async fn take(&self, key: &str) -> KvResult<Option<Bytes>> {
         let key = self.key(key)?;
-        Ok(self.keyspace.transaction(|tx| {
-            let value = tx.get_string(&key);
+        // GETDEL: WRONGTYPE (nothing deleted) for another type.
+        self.keyspace.transaction(|tx| {
+            let value = tx.get_checked(&key)?;
             if value.is_some() {
                 tx.delete(&key);
             }
-            value
-        }))
+            Ok(value)
+        })
     }
 
     async fn compare_and_set(
@@ -397,24 +431,31 @@ impl SecondaryStorage for MemoryStorage {
         ttl: Option<Duration>,
     ) -> KvResult<bool> {
         let (key, expiry) = self.options.write_plan(key, &value, ttl)?;
-        Ok(self.keyspace.transaction(|tx| {
-            if tx.get_string(&key).as_deref() != expected {
-                return false;
+        // The script's first command is GET: another type fails it before any write.
+        self.keyspace.transaction(|tx| {
+            let current = tx
+                .get_checked(&key)
+                .map_err(|e| in_script(e, "compare_and_set"))?;
+            if current.as_deref() != expected {
+                return Ok(false);
             }
             write(tx, key, value, expiry);
-            true
-        }))
+            Ok(true)
+        })
     }
 
     async fn delete_if_value(&self, key: &str, expected: &[u8]) -> KvResult<bool> {
         let key = self.key(key)?;
-        Ok(self.keyspace.transaction(|tx| {
-            let matches = tx.get_string(&key).is_some_and(|v| v[..] == *expected);
+        self.keyspace.transaction(|tx| {
+            let current = tx
+                .get_checked(&key)
+                .map_err(|e| in_script(e, "delete_if_value"))?;
+            let matches = current.is_some_and(|v| v[..] == *expected);
             if matches {
                 tx.delete(&key);
             }
-            matches
-        }))
+            Ok(matches)
+        })
     }
 
     async fn get_many(&self, keys: &[&str]) -> KvResult<Vec<Option<Bytes>>> {
@@ -503,6 +544,57 @@ mod tests {
                 .pttl_ms,
             None
         );
+    }
+
+    /// Like Redis, reading a key of another type as a string is a `WRONGTYPE` error, and
+    /// the foreign key is left as it was: a plain command's error is `Server`, a
+    /// script's (`compare_and_set`, `delete_if_value`) is `Script`, as `eval` reports it.
+    #[tokio::test]
+    async fn wrong_type_keys_are_wrongtype_errors_and_left_untouched() {
+        use crate::error::ErrorKind;
+        let (s, _) = store_at(0);
+        let hash = Value::Hash([(Bytes::from("f"), Bytes::from("v"))].into());
+        let zset = Value::SortedSet([(Bytes::from("m"), 1.0)].into());
+        for foreign in [hash, zset] {
+            s.keyspace().transaction(|tx| {
+                tx.set(
+                    b"rustauth:secondary:k".to_vec(),
+                    foreign.clone(),
+                    Some(5000),
+                )
+            });
+            let results = [
+                (s.get("k").await.map(|_| ()), ErrorKind::Server),
+                (s.take("k").await.map(|_| ()), ErrorKind::Server),
+                (
+                    s.delete_if_value("k", b"v").await.map(|_| ()),
+                    ErrorKind::Script,
+                ),
+                (
+                    s.compare_and_set("k", None, "new".into(), None)
+                        .await
+                        .map(|_| ()),
+                    ErrorKind::Script,
+                ),
+                (
+                    s.compare_and_set("k", Some(b"v"), "new".into(), None)
+                        .await
+                        .map(|_| ()),
+                    ErrorKind::Script,
+                ),
+            ];
+            for (i, (result, kind)) in results.into_iter().enumerate() {
+                let e = result.expect_err(&format!("call {i} on a {}", foreign.type_name()));
+                assert_eq!(e.kind(), kind, "call {i}: {e}");
+                assert_eq!(e.server_code(), Some("WRONGTYPE"), "call {i}: {e}");
+            }
+            let raw = s.keyspace().inspect(b"rustauth:secondary:k").unwrap();
+            assert_eq!((raw.value, raw.pttl_ms), (foreign, Some(5000)));
+            // MGET reads another type as nil, SET NX sees the key, DEL and SET replace it.
+            assert_eq!(s.get_many(&["k"]).await.unwrap(), vec![None]);
+            assert!(!s.set_if_not_exists("k", "x".into(), None).await.unwrap());
+            assert!(s.delete("k").await.unwrap());
+        }
     }
 
     #[tokio::test]

@@ -130,13 +130,15 @@ pub(crate) enum Write {
     Expire(u64),
 }
 
-/// A stored number: 1 to 15 ASCII digits (what the scripts accept; anything else reads as
-/// "not this algorithm's layout").
+/// A stored number: an integer as Redis parses it ([`crate::wire::parse_integer`]: no
+/// sign, no leading zero, no spaces), non-negative and at most 15 digits, what the
+/// scripts' `stored_int` accepts; anything else reads as "not this algorithm's layout".
+/// In particular a counter `INCRBY` would refuse (`007`) is never incremented.
 pub(crate) fn stored_int(raw: &[u8]) -> Option<u64> {
-    if raw.is_empty() || raw.len() > 15 || !raw.iter().all(u8::is_ascii_digit) {
+    if raw.len() > 15 {
         return None;
     }
-    std::str::from_utf8(raw).ok()?.parse().ok()
+    crate::wire::parse_integer(raw).and_then(|n| u64::try_from(n).ok())
 }
 
 fn div_ceil(a: u64, b: u64) -> u64 {
@@ -406,10 +408,17 @@ mod tests {
     #[test]
     fn stored_int_accepts_only_short_digit_strings() {
         assert_eq!(stored_int(b"0"), Some(0));
-        assert_eq!(stored_int(b"007"), Some(7));
+        assert_eq!(stored_int(b"7"), Some(7));
         assert_eq!(stored_int(b"999999999999999"), Some(999_999_999_999_999));
+        // As Redis parses integers (INCRBY would refuse these), and non-negative.
         for bad in [
             &b""[..],
+            b"007",
+            b"00",
+            b"+5",
+            b"-5",
+            b"-0",
+            b"5 ",
             b"1000000000000000",
             b"-1",
             b"1.5",

@@ -380,4 +380,26 @@ mod tests {
             "a new period by the app clock"
         );
     }
+    /// A counter Redis's `INCRBY` would refuse (`007`, `+5`, ` 5`) or a negative one is
+    /// not a fixed-window bucket: it reads as empty and is replaced, with a TTL, by the
+    /// next admission, exactly as the script does. Never an error, never a key left
+    /// without TTL.
+    #[tokio::test]
+    async fn corrupt_fixed_window_counters_are_replaced_with_a_ttl() {
+        for raw in ["007", "+5", "-5", " 5", "5 ", "-0", "x"] {
+            let (l, _) = limiter(RateLimitAlgorithm::FixedWindow);
+            l.keyspace().insert_raw(KEY, Bytes::from(raw), None);
+            let rule = RateLimitRule::from_millis(W, 3).unwrap();
+            let peek = l.peek("b", &rule).await.unwrap();
+            assert_eq!(peek.remaining, 3, "{raw:?} reads as an empty bucket");
+            let d = l.consume("b", &rule, 1).await.unwrap();
+            assert!(d.allowed && d.remaining == 2, "{raw:?}: {d:?}");
+            let e = l.keyspace().inspect(KEY).unwrap();
+            assert_eq!(
+                (e.value, e.pttl_ms),
+                (Value::String(Bytes::from("1")), Some(W)),
+                "{raw:?}"
+            );
+        }
+    }
 }

@@ -131,9 +131,8 @@ fn decode(id: String, raw: RawSession) -> KvResult<Option<Session>> {
             )))
         }
     };
-    let expires_at = std::str::from_utf8(&expires_at)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
+    let expires_at = crate::wire::parse_integer(&expires_at)
+        .and_then(|n| u64::try_from(n).ok())
         .ok_or_else(|| {
             KvError::unexpected(format!("session {id:?} has a non-numeric expires_at"))
         })?;
