@@ -60,6 +60,7 @@ macro_rules! for_each_storage_case {
             lock::expired_lock_survives_old_owner,
             lock::lock_input_rejected_before_io,
             lock::run_exclusive_runs_once,
+            lock::lock_corrupt_fence_counters_restart_at_the_floor,
             rate_limit::rate_limit_concurrent_consumes_admit_exactly_max,
             rate_limit::rate_limit_window_boundaries_follow_pttl,
             rate_limit::rate_limit_sides_agree_byte_for_byte,
@@ -96,6 +97,7 @@ macro_rules! for_each_connection_case {
             health::ping_and_server_info,
             resilience::breaker_opens_on_a_hung_server_and_recovers,
             resilience::breaker_recovers_after_restart,
+            lock::fencing_tokens_survive_flushdb_and_restart,
             connection::rate_limit_unavailable_policy,
             sessions::sessions_round_trips,
         }

@@ -164,7 +164,7 @@ mod tests {
                 "delete_if_value",
                 "7945925d98f9139d2638db7b814d7045d62c56c9",
             ),
-            ("lock_acquire", "bd4bc4e7680b3e2cdc01ded57c78870c4cb4eadc"),
+            ("lock_acquire", "a54271a7f1b2355db47a220c68e67032b5fa6140"),
             ("lock_extend", "5ea1ced6c8ae4e1a311923369beeafe41637cca1"),
             (
                 "rate_limit_fixed_window",

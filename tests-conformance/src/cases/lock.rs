@@ -13,8 +13,11 @@ use kv_contract::{ErrorKind, Lock, LockKeys, MemoryLock, ServerLock};
 use tokio::task::JoinSet;
 
 use super::assert_prefix_empty;
-use crate::context::{BackendHandle, Ctx};
-use crate::probe::Pttl;
+use super::connection::{options, start};
+use crate::context::{unique_prefix, BackendHandle, BackendKind, Ctx};
+use crate::probe::{Probe, Pttl};
+use crate::report;
+use crate::server::ServerConfig;
 
 /// The lock store of one side of the topology, on this case's prefix.
 fn lock_on(ctx: &Ctx, handle: BackendHandle) -> Arc<dyn Lock> {
@@ -57,6 +60,12 @@ async fn assert_fence(ctx: &Ctx, name: &str, n: u64) {
     );
 }
 
+/// The fencing tokens a fresh counter may start at when its acquire runs between the data
+/// side's clock readings `before_ms` and `after_ms`: the clock in µs.
+fn floor_window(before_ms: u64, after_ms: u64) -> std::ops::RangeInclusive<u64> {
+    before_ms * 1000..=after_ms * 1000 + 999
+}
+
 fn in_range(pttl: Pttl, range: std::ops::RangeInclusive<u64>) -> bool {
     matches!(pttl, Pttl::Ms(ms) if range.contains(&ms))
 }
@@ -67,6 +76,7 @@ fn in_range(pttl: Pttl, range: std::ops::RangeInclusive<u64>) -> bool {
 pub async fn concurrent_acquire_has_one_owner(ctx: Ctx) {
     const RACERS: usize = 200;
     let sides = locks(&ctx);
+    let before_ms = ctx.probe.now_ms().await;
     let start = Arc::new(tokio::sync::Barrier::new(RACERS));
     let mut set = JoinSet::new();
     for i in 0..RACERS {
@@ -93,11 +103,16 @@ pub async fn concurrent_acquire_has_one_owner(ctx: Ctx) {
     assert_eq!(owners.len(), 1, "exactly one owner: {owners:?}");
     assert_eq!(held, RACERS - 1);
     let owner = &owners[0];
-    assert_eq!(owner.fence(), 1, "first acquire of a fresh name");
+    let floor = floor_window(before_ms, ctx.probe.now_ms().await);
+    assert!(
+        floor.contains(&owner.fence()),
+        "first acquire of a fresh name starts at the clock in µs: {} not in {floor:?}",
+        owner.fence()
+    );
     let (token, pttl) = raw_lock(&ctx, "cleanup").await;
     assert_eq!(token.as_deref(), Some(owner.token().as_bytes()));
     assert!(in_range(pttl, 55_000..=60_000), "{pttl:?}");
-    assert_fence(&ctx, "cleanup", 1).await;
+    assert_fence(&ctx, "cleanup", owner.fence()).await;
     let [a, b] = &sides;
     assert_eq!(b.release(owner).await.unwrap(), ReleaseOutcome::Released);
     assert_eq!(raw_lock(&ctx, "cleanup").await.1, Pttl::Missing);
@@ -106,7 +121,7 @@ pub async fn concurrent_acquire_has_one_owner(ctx: Ctx) {
 
 /// 100 acquire/release cycles alternating sides: every fencing token is greater than the
 /// one before, a refused acquire (from the other side, while held) draws none, and the
-/// counter ends at exactly the number of successful acquires, without expiry.
+/// counter ends at the last token drawn, without expiry.
 pub async fn fencing_tokens_strictly_increase(ctx: Ctx) {
     let sides = locks(&ctx);
     let ttl = Duration::from_secs(30);
@@ -127,12 +142,16 @@ pub async fn fencing_tokens_strictly_increase(ctx: Ctx) {
         last = guard.fence();
         assert!(!other.acquire("fenced", ttl).await.unwrap().is_acquired());
         assert_eq!(
+            ctx.probe.get(&keys(&ctx, "fenced").fence).await,
+            Some(last.to_string().into_bytes()),
+            "cycle {i}: a refused acquire draws no token"
+        );
+        assert_eq!(
             other.release(&guard).await.unwrap(),
             ReleaseOutcome::Released
         );
     }
-    assert_eq!(last, 100);
-    assert_fence(&ctx, "fenced", 100).await;
+    assert_fence(&ctx, "fenced", last).await;
     assert_eq!(raw_lock(&ctx, "fenced").await.1, Pttl::Missing);
 }
 
@@ -184,8 +203,8 @@ pub async fn expired_lock_survives_old_owner(ctx: Ctx) {
 }
 
 /// Bad names and TTLs are rejected before any I/O, with messages naming them, and
-/// nothing is written. A fencing counter that is not an integer makes `acquire` fail
-/// with a script error and write nothing (the script increments before it locks).
+/// nothing is written. (A fencing counter that is not an integer: see
+/// `lock_corrupt_fence_counters_restart_at_the_floor`.)
 pub async fn lock_input_rejected_before_io(ctx: Ctx) {
     let [a, b] = locks(&ctx);
     let ttl = Duration::from_secs(1);
@@ -204,22 +223,52 @@ pub async fn lock_input_rejected_before_io(ctx: Ctx) {
     let e = a.extend(&guard, Duration::ZERO).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert_eq!(a.release(&guard).await.unwrap(), ReleaseOutcome::Released);
+}
 
-    let k = keys(&ctx, "broken");
-    ctx.probe.set(&k.fence, b"x", None).await;
-    let e = b.acquire("broken", ttl).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Script, "{e}");
-    assert!(e.to_string().contains("lock_acquire"), "{e}");
-    assert_eq!(
-        ctx.probe.pttl(&k.lock).await,
-        Pttl::Missing,
-        "nothing locked"
-    );
-    assert_eq!(ctx.probe.get(&k.fence).await.as_deref(), Some(&b"x"[..]));
+/// A fencing counter Redis's `INCR` would refuse or misread (`007`, `+5`, ` 5`, `x`, a
+/// negative `-5`, a hash), planted raw, reads as lost on every topology: `acquire`
+/// succeeds (never an error after the lock is written, so no lock is left held by
+/// nobody) with the clock floor as its token, rewrites the counter to that token without
+/// expiry, and the guard releases normally, leaving no lock key behind.
+pub async fn lock_corrupt_fence_counters_restart_at_the_floor(ctx: Ctx) {
+    let [a, b] = locks(&ctx);
+    let ttl = Duration::from_secs(30);
+    for (i, raw) in ["007", "+5", "-5", " 5", "x", "hash"].iter().enumerate() {
+        let name = format!("broken{i}");
+        let k = keys(&ctx, &name);
+        if *raw == "hash" {
+            ctx.probe.set_hash(&k.fence, &[("f", b"v")], None).await;
+        } else {
+            ctx.probe.set(&k.fence, raw.as_bytes(), None).await;
+        }
+        let before_ms = ctx.probe.now_ms().await;
+        let guard = a
+            .acquire(&name, ttl)
+            .await
+            .unwrap_or_else(|e| panic!("counter {raw:?}: {e}"))
+            .into_guard()
+            .unwrap_or_else(|| panic!("counter {raw:?}: the lock is free"));
+        let floor = floor_window(before_ms, ctx.probe.now_ms().await);
+        assert!(
+            floor.contains(&guard.fence()),
+            "counter {raw:?}: token {} not in {floor:?}",
+            guard.fence()
+        );
+        assert_fence(&ctx, &name, guard.fence()).await;
+        let (token, pttl) = raw_lock(&ctx, &name).await;
+        assert_eq!(token.as_deref(), Some(guard.token().as_bytes()), "{raw:?}");
+        assert!(in_range(pttl, 25_000..=30_000), "{raw:?}: {pttl:?}");
+        assert_eq!(b.release(&guard).await.unwrap(), ReleaseOutcome::Released);
+        assert_eq!(raw_lock(&ctx, &name).await.1, Pttl::Missing, "{raw:?}");
+        let next = b.acquire(&name, ttl).await.unwrap().into_guard().unwrap();
+        assert!(next.fence() > guard.fence(), "{raw:?}: counting goes on");
+        assert_eq!(a.release(&next).await.unwrap(), ReleaseOutcome::Released);
+    }
 }
 
 /// `run_exclusive` from 20 tasks on both sides at once: the closure runs exactly once,
-/// under fencing token 1, the other 19 are skipped, and the lock is released afterwards.
+/// under the first fencing token of the name, the other 19 are skipped, and the lock is
+/// released afterwards.
 pub async fn run_exclusive_runs_once(ctx: Ctx) {
     const TASKS: usize = 20;
     let sides = locks(&ctx);
@@ -261,7 +310,7 @@ pub async fn run_exclusive_runs_once(ctx: Ctx) {
             } => {
                 assert_eq!(output.1, fence);
                 assert_eq!(release.unwrap(), ReleaseOutcome::Released);
-                ran.push(output.0);
+                ran.push((output.0, fence));
             }
             ExclusiveRun::Skipped { .. } => {}
             other => panic!("unexpected {other:?}"),
@@ -270,5 +319,86 @@ pub async fn run_exclusive_runs_once(ctx: Ctx) {
     assert_eq!(ran.len(), 1, "exactly one run: {ran:?}");
     assert_eq!(skipped.load(Ordering::SeqCst), TASKS - 1);
     assert_eq!(raw_lock(&ctx, "cleanup").await.1, Pttl::Missing);
-    assert_fence(&ctx, "cleanup", 1).await;
+    assert_fence(&ctx, "cleanup", ran[0].1).await;
+}
+
+/// Acquires and releases `name` once, returning the token (retrying for up to 15 s while
+/// the server is coming back).
+async fn cycle(lock: &ServerLock, name: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match lock.acquire(name, Duration::from_secs(30)).await {
+            Ok(Acquisition::Acquired(guard)) => {
+                assert_eq!(
+                    lock.release(&guard).await.unwrap(),
+                    ReleaseOutcome::Released
+                );
+                return guard.fence();
+            }
+            Ok(other) => panic!("{name} should be free: {other:?}"),
+            Err(e) if e.is_unavailable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("acquire {name}: {e}"),
+        }
+    }
+}
+
+/// Fencing tokens never go back, even when the counter is lost: a few acquires, then
+/// `FLUSHDB` (the same as an eviction of the counter or a `clear` of a flat layout), then
+/// a restart of the server, which has no persistence (the counter is gone with
+/// everything else); each time the next token is strictly greater than every earlier
+/// one, because tokens never fall below the server's clock in µs.
+pub async fn fencing_tokens_survive_flushdb_and_restart(kind: BackendKind) {
+    let server = start(ServerConfig::default()).await;
+    let conn = kind
+        .connect(&options(&server.url(), Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let lock_options = LockOptions::builder()
+        .prefix(unique_prefix("fence-restart"))
+        .build()
+        .unwrap();
+    let lock = ServerLock::new(conn, lock_options.clone());
+    let name = "nightly";
+    let fence_key = lock_options.codec.lock_keys(name).unwrap().fence;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(cycle(&lock, name).await);
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+
+    let probe = Probe::connect(&server.url()).await;
+    let _: () = probe.command(&redis::cmd("FLUSHDB")).await;
+    assert_eq!(probe.get(&fence_key).await, None, "the counter is gone");
+    let after_flush = cycle(&lock, name).await;
+    assert!(
+        after_flush > *seen.iter().max().unwrap(),
+        "after FLUSHDB: token {after_flush}, earlier {seen:?}"
+    );
+    seen.push(after_flush);
+    seen.push(cycle(&lock, name).await);
+
+    let config = tokio::task::spawn_blocking(move || server.kill())
+        .await
+        .unwrap();
+    let server = start(config).await;
+    let after_restart = cycle(&lock, name).await;
+    assert!(
+        after_restart > *seen.iter().max().unwrap(),
+        "after a restart without persistence: token {after_restart}, earlier {seen:?}; \
+         server log:\n{}",
+        server.log_tail(20)
+    );
+    let probe = Probe::connect(&server.url()).await;
+    assert_eq!(
+        probe.get(&fence_key).await,
+        Some(after_restart.to_string().into_bytes())
+    );
+    assert_eq!(probe.pttl(&fence_key).await, Pttl::Persistent);
+    report::metric(format!(
+        "fencing_tokens_survive_flushdb_and_restart [{}]: tokens {seen:?}, then \
+         {after_restart} after the restart",
+        kind.name()
+    ));
 }

@@ -12,7 +12,9 @@
 //! Layout (built by [`KeyCodec::lock_keys`]): the lock is the string
 //! `{prefix}lock:{<name>}` holding the owner token with the lock's expiry; the counter is
 //! the integer `{prefix}lock:{<name>}:fence`, **without expiry**, so tokens keep
-//! increasing after the lock expires or is released. The literal braces are a Redis
+//! increasing after the lock expires or is released; and no token is below the data
+//! side's clock in µs, so they keep increasing when the counter is lost (restart,
+//! `FLUSHDB`, eviction): see [`MAX_FENCE`] and `docs/operations.md`. The literal braces are a Redis
 //! Cluster hash tag: both keys share a slot, so the acquire script may touch both.
 //!
 //! [`ServerLock`] runs this over any [`Connection`](crate::Connection) with the Lua scripts
@@ -34,7 +36,8 @@
 //!     })
 //!     .await?;
 //! match run {
-//!     ExclusiveRun::Ran { output, .. } => assert_eq!(output, 1),
+//!     // The first token of a name is the clock in µs (~1.8e15), never a small number.
+//!     ExclusiveRun::Ran { output, .. } => assert!(output > 1_600_000_000_000_000),
 //!     _ => unreachable!("nobody else holds the lock"),
 //! }
 //! # Ok(())
@@ -120,7 +123,10 @@ impl LockGuard {
         &self.token
     }
 
-    /// The fencing token: greater than that of every earlier acquire of this name.
+    /// The fencing token: greater than that of every earlier acquire of this name, also
+    /// across a loss of the counter (it is at least the data side's clock in µs; see
+    /// `docs/operations.md` for the assumptions: no clock going back, under one acquire
+    /// per µs). At most [`MAX_FENCE`].
     pub fn fence(&self) -> u64 {
         self.fence
     }
@@ -266,6 +272,35 @@ impl<L: Lock + ?Sized> LockExt for L {}
 
 /// A lock TTL in whole milliseconds (rounded up); zero and above [`crate::ttl::MAX_TTL`]
 /// are rejected before any I/O.
+/// The largest fencing token: 2^53 − 1, the last integer Lua's numbers hold exactly.
+/// Tokens start near the clock in µs (~1.8·10^15 in 2027); the bound is reached in the
+/// year 2255, or after 7·10^15 acquires of one name.
+pub const MAX_FENCE: u64 = (1 << 53) - 1;
+
+/// The next fencing token, given the counter's stored value (`None`: no counter, or not
+/// a string) and the data side's clock in µs since the epoch: `max(counter + 1, floor)`.
+///
+/// The counter counts as lost — the token is the floor — when it is not an integer as
+/// Redis parses one ([`crate::wire::parse_integer`]) or `counter + 1` would leave
+/// `-MAX_FENCE..=MAX_FENCE`; no acquire fails on a bad counter. This is the spec of
+/// `lock_acquire.lua`, whose `fence` computes the same.
+///
+/// Why the floor: the counter never expires, but can be lost (a restart without
+/// persistence, `FLUSHDB`, an `allkeys-*` eviction, a flat-layout `clear`). Every token
+/// is at most the clock at its acquire plus the counter's *lead* over the clock, which
+/// grows by one per acquire within one µs and shrinks by one per µs; so after a loss the
+/// floor is above every earlier token unless the clock went back or the lead (more than
+/// one acquire per µs, sustained) exceeds the time from the last acquire before the
+/// loss to the first one after it.
+pub(crate) fn next_fence(counter: Option<&[u8]>, floor_us: u64) -> u64 {
+    let max = MAX_FENCE as i64;
+    let next = counter
+        .and_then(crate::wire::parse_integer)
+        .filter(|n| (-max..max).contains(n))
+        .map_or(0, |n| n + 1);
+    floor_us.max(u64::try_from(next).unwrap_or(0))
+}
+
 fn ttl_ms(ttl: Duration) -> KvResult<u64> {
     match Expiry::from_ttl(Some(ttl))? {
         Expiry::AfterMs(ms) => Ok(ms),
