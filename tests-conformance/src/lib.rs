@@ -8,6 +8,8 @@
 //! - [`cluster_guard`]: a connection wrapper that batches and refuses keys like a Redis
 //!   Cluster (per hash slot, `CROSSSLOT`);
 //! - [`context`]: topologies and the per-case stores;
+//! - [`fault`]: a TCP proxy that injects network faults (reset, black hole, latency, a
+//!   reply cut in half);
 //! - [`cases`]: the cases, plain async functions;
 //! - [`run`]: runs one case with a timeout, turning a panic into a report with the
 //!   server's log tail.
@@ -19,6 +21,7 @@
 pub mod cases;
 pub mod cluster_guard;
 pub mod context;
+pub mod fault;
 pub mod probe;
 pub mod report;
 pub mod run;
@@ -100,6 +103,10 @@ macro_rules! for_each_connection_case {
             lock::fencing_tokens_survive_flushdb_and_restart,
             connection::rate_limit_unavailable_policy,
             sessions::sessions_round_trips,
+            faults::fault_matrix,
+            faults::connect_timeout_is_kept_on_a_hung_server,
+            faults::connect_errors_say_where,
+            faults::connections_close_on_drop_and_close,
         }
     };
 }

@@ -222,8 +222,11 @@ impl RedisServer {
         } else {
             None
         };
-        // The watchdog: start the server, wait for stdin to close, kill the server.
-        let script = r#""$0" "$@" & pid=$!; echo "$pid"; cat >/dev/null; kill "$pid" 2>/dev/null; wait "$pid""#;
+        // The watchdog: start the server, wait for a line on stdin (or its close), kill
+        // the server, reap it. Only the watchdog kills for teardown: it is the server's
+        // parent, so the pid cannot have been reused before its `wait`.
+        let script =
+            r#""$0" "$@" & pid=$!; echo "$pid"; read -r _; kill -KILL "$pid"; wait "$pid""#;
         let mut watchdog = Command::new("sh")
             .arg("-c")
             .arg(script)
@@ -330,8 +333,10 @@ impl RedisServer {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// Sends a signal to the server process (`STOP`, `CONT`, `KILL`).
+    /// Sends a signal to the server process (`STOP`, `CONT`). The server is alive (its
+    /// watchdog has not reaped it), so the pid is still its own.
     pub fn signal(&self, signal: &str) {
+        assert!(self.stdin.is_some(), "signal after the server was stopped");
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.pid.to_string())
@@ -351,12 +356,16 @@ impl RedisServer {
         config
     }
 
+    /// Has the watchdog SIGKILL the server and waits for both; does nothing the second
+    /// time (so `kill` followed by `Drop` sends one signal, not two).
     fn shutdown(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(self.pid.to_string())
-            .status();
-        self.stdin.take();
+        let Some(mut stdin) = self.stdin.take() else {
+            return;
+        };
+        // A stopped server dies of SIGKILL too; the line (or the closed pipe) is the
+        // watchdog's cue.
+        let _ = stdin.write_all(b"stop\n");
+        drop(stdin);
         let _ = self.watchdog.wait();
     }
 }

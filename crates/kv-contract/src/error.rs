@@ -129,6 +129,26 @@ impl KvError {
         self.kind
     }
 
+    /// The same error (kind and source kept) with its message rewritten by `f`.
+    pub fn map_message(mut self, f: impl FnOnce(String) -> String) -> Self {
+        self.message = f(std::mem::take(&mut self.message));
+        self
+    }
+
+    /// Whether `details`, the text a client reports with an error, is a server's error
+    /// reply (`ERR ...`, `WRONGTYPE ...`, `NOSCRIPT ...`): its first word is an error code
+    /// of capital letters, digits or `_`. A client's own failure ("Failed to route
+    /// command.", "Too many failed write attempts.") is not, so a backend whose client
+    /// reports both under one kind tells them apart with this.
+    pub fn is_server_reply_text(details: &str) -> bool {
+        let code = details.split_whitespace().next().unwrap_or("");
+        code.len() >= 2
+            && code.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    }
+
     /// The message, without the kind.
     pub fn message(&self) -> &str {
         &self.message
@@ -197,6 +217,32 @@ mod tests {
             let e = KvError::server_reply(text, None);
             assert_eq!(e.kind(), kind, "{text}");
             assert_eq!(e.message(), text);
+        }
+    }
+
+    #[test]
+    fn server_reply_text_is_told_from_client_failures() {
+        for reply in [
+            "ERR unknown command",
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            "NOSCRIPT No matching script.",
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "NOAUTH Authentication required.",
+            "WRONGPASS invalid username-password pair",
+            "BUSY Redis is busy running a script.",
+        ] {
+            assert!(KvError::is_server_reply_text(reply), "{reply}");
+        }
+        // fred's own failures, reported with the same kind as server replies.
+        for client in [
+            "Failed to route command.",
+            "Too many failed write attempts.",
+            "Failed to send command to router.",
+            "",
+            "No response!",
+            "E",
+        ] {
+            assert!(!KvError::is_server_reply_text(client), "{client}");
         }
     }
 

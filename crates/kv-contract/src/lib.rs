@@ -44,6 +44,7 @@
 
 pub mod breaker;
 pub mod config;
+pub mod connect;
 pub mod error;
 pub mod glob;
 pub mod health;

@@ -155,6 +155,14 @@ pub fn parse_integer(raw: &[u8]) -> Option<i64> {
     }
 }
 
+/// The error of a call on a connection that [`Connection::close`] closed.
+pub fn closed_error(server: &str) -> KvError {
+    KvError::new(
+        ErrorKind::Unavailable,
+        format!("the connection to {server} was closed by close()"),
+    )
+}
+
 fn unexpected(wanted: &str, got: &Reply) -> KvError {
     let mut shown = format!("{got:?}");
     // The reply is the server's data: cut at a character boundary, never inside one.
@@ -201,6 +209,15 @@ pub struct ScanPage {
 pub trait Connection: Send + Sync + std::fmt::Debug + 'static {
     /// Sends `command` and returns the server's reply.
     async fn execute(&self, command: Command) -> KvResult<Reply>;
+
+    /// Closes the connection for every handle that shares it: its sockets are shut, it no
+    /// longer reconnects, and later calls fail with [`ErrorKind::Unavailable`]. Calling it
+    /// again does nothing. Dropping the last handle releases everything too; `close` is
+    /// for when that moment must be known (graceful shutdown). The default (a connection
+    /// with nothing to release) does nothing.
+    async fn close(&self) -> KvResult<()> {
+        Ok(())
+    }
 
     /// Whether this connection talks to a Redis Cluster, where a multi-key command or
     /// script must name keys of a single hash slot. Stores then split their batches with

@@ -29,6 +29,10 @@
 //! [`ErrorKind::InvalidConfig`]: fred itself would
 //! silently connect in plaintext.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind as FredKind};
@@ -44,24 +48,53 @@ pub use fred;
 const TLS_COMPILED: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-tls"));
 
 /// A shared, self-reconnecting connection to one Redis or Valkey server. Cheap to clone;
-/// clones share the connection.
+/// clones share the connection. When the last clone is dropped (or [`Connection::close`]
+/// is called) the client quits: its socket closes and it stops reconnecting.
 #[derive(Clone)]
 pub struct FredConnection {
+    inner: Arc<Inner>,
+}
+
+/// What the clones share; dropping it quits the client.
+struct Inner {
     client: Client,
     server: String,
+    closed: AtomicBool,
+    /// How long a `QUIT` may take before the client is left to the runtime.
+    quit_timeout: Duration,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            quit_in_background(self.client.clone(), self.quit_timeout);
+        }
+    }
+}
+
+/// Quits `client` without waiting: a fred client left alone keeps its socket and
+/// reconnects forever. Outside a tokio runtime there is nothing to stop (fred's tasks
+/// end with their runtime).
+fn quit_in_background(client: Client, timeout: Duration) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(timeout, client.quit()).await;
+        });
+    }
 }
 
 impl std::fmt::Debug for FredConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FredConnection")
-            .field("server", &self.server)
+            .field("server", &self.inner.server)
             .finish_non_exhaustive()
     }
 }
 
 impl FredConnection {
     /// Connects to the server of `options`, waiting at most its connect timeout, and
-    /// checks that it is Redis >= 6.2 or Valkey >= 7.2 (not a Sentinel).
+    /// checks that it is Redis >= 6.2 or Valkey >= 7.2 (not a Sentinel). The connect
+    /// timeout bounds all of it; an error names the server and the database.
     ///
     /// The client reconnects forever with exponential backoff within the options'
     /// reconnect delays; `max_command_attempts` is 1, so a command in flight when the
@@ -112,33 +145,33 @@ impl FredConnection {
             ))
             .build()
             .map_err(|e| map_error(e, &server))?;
-        let connected = tokio::time::timeout(connect_timeout, client.init()).await;
-        let conn = FredConnection { client, server };
-        let checked = match connected {
-            Ok(Ok(_task)) => kv_contract::health::ensure_supported_server(&conn, &conn.server)
-                .await
-                .map(drop),
-            Ok(Err(e)) => Err(map_error(e, &conn.server)),
-            Err(_) => Err(KvError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "connecting to {} took longer than {connect_timeout:?}",
-                    conn.server
-                ),
-            )),
+        let conn = FredConnection {
+            inner: Arc::new(Inner {
+                client,
+                server,
+                closed: AtomicBool::new(false),
+                quit_timeout: command_timeout,
+            }),
         };
-        if let Err(e) = checked {
-            // Stop the client's reconnect loop: nobody holds this client.
-            let _ = tokio::time::timeout(connect_timeout, conn.client.quit()).await;
-            return Err(e);
-        }
-        tracing::debug!(server = %conn.server, "rustauth-fred connected");
+        // On any failure `conn` is dropped here, which quits the client in the background:
+        // the caller waits for the connect timeout and no longer.
+        kv_contract::connect::connect_within(address, connect_timeout, async {
+            conn.inner
+                .client
+                .init()
+                .await
+                .map_err(|e| map_error(e, &conn.inner.server))?;
+            kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await
+        })
+        .await?;
+        tracing::debug!(server = %conn.inner.server, "rustauth-fred connected");
         Ok(conn)
     }
 
-    /// The underlying fred client (for commands rustauth-kv does not wrap).
+    /// The underlying fred client (for commands rustauth-kv does not wrap). It quits when
+    /// the last `FredConnection` clone is dropped or closed.
     pub fn client(&self) -> &Client {
-        &self.client
+        &self.inner.client
     }
 }
 
@@ -199,15 +232,36 @@ fn tls_config(
 #[async_trait]
 impl Connection for FredConnection {
     async fn execute(&self, command: Command) -> KvResult<Reply> {
+        let inner = &*self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(kv_contract::wire::closed_error(&inner.server));
+        }
         let hash = match command.routing_key() {
             Some(key) => ClusterHash::Custom(fred::util::redis_keyslot(key)),
             None => ClusterHash::Random,
         };
         let cmd = CustomCommand::new_static(command.name(), hash, false);
         let args: Vec<Value> = command.args().iter().cloned().map(Value::Bytes).collect();
-        match self.client.custom_raw(cmd, args).await {
+        match inner.client.custom_raw(cmd, args).await {
             Ok(frame) => into_reply(frame),
-            Err(e) => Err(map_error(e, &self.server)),
+            Err(e) => Err(map_error(e, &inner.server)),
+        }
+    }
+
+    async fn close(&self) -> KvResult<()> {
+        let inner = &*self.inner;
+        if inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        match tokio::time::timeout(inner.quit_timeout, inner.client.quit()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(map_error(e, &inner.server)),
+            // The server did not answer QUIT: the client is closing already; finish it
+            // in the background rather than hold the caller.
+            Err(_) => {
+                quit_in_background(inner.client.clone(), inner.quit_timeout);
+                Ok(())
+            }
         }
     }
 }
@@ -265,20 +319,101 @@ fn map_error(e: FredError, server: &str) -> KvError {
         }
         FredKind::Config | FredKind::Url => ErrorKind::InvalidConfig,
         FredKind::Protocol | FredKind::Parse => ErrorKind::UnexpectedData,
-        // Error replies from the server arrive as these kinds with the reply as details.
+        // Error replies from the server arrive as these kinds with the reply as details;
+        // fred also reports its own failures ("Failed to route command.", "Too many failed
+        // write attempts.") as `Unknown`: those are outages, not answers.
         FredKind::Unknown
         | FredKind::InvalidArgument
         | FredKind::InvalidCommand
-        | FredKind::Auth => {
+        | FredKind::Auth
+            if KvError::is_server_reply_text(e.details()) =>
+        {
             let details = e.details().to_owned();
             return KvError::server_reply(details, Some(Box::new(e)));
         }
+        FredKind::InvalidArgument | FredKind::InvalidCommand => ErrorKind::InvalidInput,
         _ => ErrorKind::Unavailable,
     };
     let message = match kind {
         ErrorKind::Timeout => format!("{server} did not answer in time"),
-        ErrorKind::Unavailable => format!("cannot reach {server}"),
+        ErrorKind::Unavailable => format!("cannot reach {server}: {}", e.details()),
         _ => format!("{server}: {}", e.details()),
     };
     KvError::with_source(kind, message, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One row per fred error kind a command can fail with: client failures are outages,
+    /// server replies are answers.
+    #[test]
+    fn fred_errors_are_classified_by_origin() {
+        let table = [
+            (
+                FredKind::Unknown,
+                "Failed to route command.",
+                ErrorKind::Unavailable,
+            ),
+            (
+                FredKind::Unknown,
+                "Too many failed write attempts.",
+                ErrorKind::Unavailable,
+            ),
+            (
+                FredKind::Unknown,
+                "Failed to send command to router.",
+                ErrorKind::Unavailable,
+            ),
+            (
+                FredKind::Routing,
+                "Failed to route command.",
+                ErrorKind::Unavailable,
+            ),
+            (
+                FredKind::IO,
+                "Connection reset by peer",
+                ErrorKind::Unavailable,
+            ),
+            (FredKind::Canceled, "Canceled.", ErrorKind::Unavailable),
+            (FredKind::Timeout, "Request timed out.", ErrorKind::Timeout),
+            (
+                FredKind::Unknown,
+                "ERR unknown command 'X'",
+                ErrorKind::Server,
+            ),
+            (
+                FredKind::Unknown,
+                "OOM command not allowed",
+                ErrorKind::Server,
+            ),
+            (
+                FredKind::Unknown,
+                "LOADING Redis is loading",
+                ErrorKind::Unavailable,
+            ),
+            (
+                FredKind::InvalidArgument,
+                "WRONGTYPE Operation",
+                ErrorKind::Server,
+            ),
+            (
+                FredKind::Auth,
+                "NOAUTH Authentication required.",
+                ErrorKind::Server,
+            ),
+            (
+                FredKind::Auth,
+                "WRONGPASS invalid username-password pair",
+                ErrorKind::Server,
+            ),
+            (FredKind::Config, "bad config", ErrorKind::InvalidConfig),
+            (FredKind::Protocol, "bad frame", ErrorKind::UnexpectedData),
+        ];
+        for (fred_kind, details, want) in table {
+            let e = map_error(FredError::new(fred_kind.clone(), details), "127.0.0.1:6379");
+            assert_eq!(e.kind(), want, "{fred_kind:?} {details:?}: {e}");
+        }
+    }
 }

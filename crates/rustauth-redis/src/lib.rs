@@ -28,6 +28,9 @@
 //! Without a TLS feature, a `rediss://` URL is refused with
 //! [`ErrorKind::InvalidConfig`].
 
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use kv_contract::config::Endpoint;
@@ -41,24 +44,34 @@ pub use redis;
 const TLS_COMPILED: bool = cfg!(any(feature = "tls-rustls", feature = "tls-native-tls"));
 
 /// A shared, self-reconnecting connection to one Redis or Valkey server. Cheap to clone;
-/// clones share the connection.
+/// clones share the connection, which closes when the last clone is dropped or
+/// [`Connection::close`] is called.
 #[derive(Clone)]
 pub struct RedisConnection {
-    manager: ConnectionManager,
+    inner: Arc<Inner>,
+}
+
+/// What the clones share. `None` once closed: dropping the manager closes its socket.
+struct Inner {
+    manager: RwLock<Option<ConnectionManager>>,
     server: String,
+    /// Every call is bounded by this, reconnects included: redis-rs's response timeout
+    /// does not cover the wait for a reconnect in progress.
+    command_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConnection")
-            .field("server", &self.server)
+            .field("server", &self.inner.server)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisConnection {
     /// Connects to the server of `options`, waiting at most its connect timeout, and
-    /// checks that it is Redis >= 6.2 or Valkey >= 7.2 (not a Sentinel).
+    /// checks that it is Redis >= 6.2 or Valkey >= 7.2 (not a Sentinel). The connect
+    /// timeout bounds all of it; an error names the server and the database.
     ///
     /// The connection reconnects by itself (exponential backoff within the options'
     /// reconnect delays); a command that fails because the connection broke is returned
@@ -119,30 +132,39 @@ impl RedisConnection {
             .set_min_delay(reconnect.min_delay)
             .set_max_delay(reconnect.max_delay)
             .set_number_of_retries(1);
-        let manager = tokio::time::timeout(
-            options.connect_timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| {
-            KvError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "connecting to {server} took longer than {:?}",
-                    options.connect_timeout
-                ),
-            )
-        })?
-        .map_err(|e| map_error(e, &server))?;
-        let conn = RedisConnection { manager, server };
-        kv_contract::health::ensure_supported_server(&conn, &conn.server).await?;
-        tracing::debug!(server = %conn.server, "rustauth-redis connected");
+        let command_timeout = options.command_timeout;
+        let conn =
+            kv_contract::connect::connect_within(&options.server, options.connect_timeout, async {
+                let manager = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(|e| map_error(e, &server))?;
+                let conn = RedisConnection {
+                    inner: Arc::new(Inner {
+                        manager: RwLock::new(Some(manager)),
+                        server,
+                        command_timeout,
+                    }),
+                };
+                kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await?;
+                Ok(conn)
+            })
+            .await?;
+        tracing::debug!(server = %conn.inner.server, "rustauth-redis connected");
         Ok(conn)
     }
 
-    /// The underlying redis-rs connection manager (for commands rustauth-kv does not wrap).
-    pub fn client(&self) -> &ConnectionManager {
-        &self.manager
+    /// A handle on the underlying redis-rs connection manager (for commands rustauth-kv
+    /// does not wrap); `None` after [`Connection::close`]. A handle kept keeps the
+    /// socket open.
+    pub fn client(&self) -> Option<ConnectionManager> {
+        self.manager()
+    }
+
+    fn manager(&self) -> Option<ConnectionManager> {
+        // A poisoned lock only means a panic elsewhere while it was held; the Option
+        // inside is still whole.
+        let guard = self.inner.manager.read().unwrap_or_else(|p| p.into_inner());
+        guard.clone()
     }
 }
 
@@ -153,11 +175,33 @@ impl Connection for RedisConnection {
         for arg in command.args() {
             cmd.arg(&arg[..]);
         }
-        let mut manager = self.manager.clone();
-        match manager.send_packed_command(&cmd).await {
-            Ok(value) => into_reply(value),
-            Err(e) => Err(map_error(e, &self.server)),
+        let inner = &*self.inner;
+        let Some(mut manager) = self.manager() else {
+            return Err(kv_contract::wire::closed_error(&inner.server));
+        };
+        match tokio::time::timeout(inner.command_timeout, manager.send_packed_command(&cmd)).await {
+            Ok(Ok(value)) => into_reply(value),
+            Ok(Err(e)) => Err(map_error(e, &inner.server)),
+            Err(_) => Err(KvError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{} did not answer within {:?}",
+                    inner.server, inner.command_timeout
+                ),
+            )),
         }
+    }
+
+    async fn close(&self) -> KvResult<()> {
+        let taken = self
+            .inner
+            .manager
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        // Dropping the manager closes its connection and stops its reconnects.
+        drop(taken);
+        Ok(())
     }
 }
 
