@@ -100,8 +100,9 @@ const CELLS: [Cell; 10] = [
     Cell::Oom,
 ];
 
-/// Every fault of [`CELLS`] on `kind`, one after the other on one connection (through a
-/// [`FaultProxy`]) that is never recreated.
+/// Every fault of the matrix (reset, black hole, latency, cut reply, SIGSTOP, restart,
+/// `CLIENT KILL` storm, `SCRIPT FLUSH`, OOM) on `kind`, one after the other on one
+/// connection (through a [`FaultProxy`]) that is never recreated.
 pub async fn fault_matrix(kind: BackendKind) {
     let mut server = Some(start(ServerConfig::default()).await);
     let port = server.as_ref().unwrap().port();
