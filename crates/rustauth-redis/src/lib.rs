@@ -260,9 +260,11 @@ fn map_error(e: redis::RedisError, server: &str) -> KvError {
     }
     let kind = match e.kind() {
         redis::ErrorKind::InvalidClientConfig => ErrorKind::InvalidConfig,
-        redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => {
-            ErrorKind::UnexpectedData
-        }
+        // A reply redis-rs cannot parse ends its connection (the byte stream is out of
+        // step): most often a reply cut short by a broken connection. As for any broken
+        // connection, the call's outcome is unknown and a reconnect follows.
+        redis::ErrorKind::Parse => ErrorKind::Unavailable,
+        redis::ErrorKind::UnexpectedReturnType => ErrorKind::UnexpectedData,
         redis::ErrorKind::AuthenticationFailed => ErrorKind::Server,
         _ => ErrorKind::Unavailable,
     };

@@ -12,10 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kv_contract::breaker::{BreakerOptions, CircuitBreaker};
+use kv_contract::lock::Acquisition;
 use kv_contract::rate_limit::{
     DecisionSource, RateLimitRule, RateLimiter, RateLimiterOptions, ServerRateLimiter,
 };
-use kv_contract::{ConnectionOptions, ErrorKind, SecondaryStorage, ServerStorage};
+use kv_contract::{
+    ConnectionOptions, ErrorKind, Lock, LockOptions, SecondaryStorage, ServerLock,
+    ServerSessionIndex, ServerStorage, SessionIndex, SessionIndexOptions,
+};
 
 use super::connection::{options, start, store};
 use crate::context::{unique_prefix, BackendKind};
@@ -33,11 +37,21 @@ const TASKS: usize = 16;
 /// How long the fault stays on.
 const FAULT_FOR: Duration = Duration::from_millis(900);
 
+/// The stores the workload drives, all on the one connection.
+struct Stores {
+    storage: ServerStorage,
+    limiter: ServerRateLimiter,
+    lock: ServerLock,
+    sessions: ServerSessionIndex,
+}
+
 /// What a workload saw.
 #[derive(Debug, Default)]
 struct Seen {
     slowest: Duration,
     kinds: BTreeMap<String, u64>,
+    /// The first error of each kind, for the failure message.
+    first: BTreeMap<String, String>,
     calls: u64,
     limiter_errors: Vec<String>,
 }
@@ -125,8 +139,26 @@ pub async fn fault_matrix(kind: BackendKind) {
             .build()
             .unwrap(),
     );
-    let storage = Arc::new(storage);
-    let limiter = Arc::new(limiter);
+    let lock = ServerLock::new(
+        conn.clone(),
+        LockOptions::builder()
+            .prefix(unique_prefix("faults-mutex"))
+            .build()
+            .unwrap(),
+    );
+    let sessions = ServerSessionIndex::new(
+        conn.clone(),
+        SessionIndexOptions::builder()
+            .prefix(unique_prefix("faults-sessions"))
+            .build()
+            .unwrap(),
+    );
+    let stores = Arc::new(Stores {
+        storage,
+        limiter,
+        lock,
+        sessions,
+    });
     let rule = RateLimitRule::from_secs(600, 1_000_000).unwrap();
     let direct = format!("redis://127.0.0.1:{port}");
     let mut failures = Vec::new();
@@ -138,8 +170,7 @@ pub async fn fault_matrix(kind: BackendKind) {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let deadline = Instant::now() + FAULT_FOR;
         let load = workload(
-            storage.clone(),
-            limiter.clone(),
+            stores.clone(),
             rule,
             bucket.clone(),
             deadline,
@@ -210,11 +241,11 @@ pub async fn fault_matrix(kind: BackendKind) {
         };
         tokio::join!(load, apply);
         let cleared = Instant::now();
-        let recovery = first_success(&storage, &limiter, &rule).await;
+        let recovery = first_success(&stores, &rule).await;
         let seen = std::mem::take(&mut *seen.lock().unwrap());
         let after = breaker.stats();
         let used = {
-            let d = limiter.peek(&bucket, &rule).await.unwrap();
+            let d = stores.limiter.peek(&bucket, &rule).await.unwrap();
             assert_eq!(
                 d.source,
                 DecisionSource::Store,
@@ -258,7 +289,10 @@ pub async fn fault_matrix(kind: BackendKind) {
         };
         for k in seen.kinds.keys() {
             if !allowed_kinds.contains(&k.as_str()) {
-                problems.push(format!("error kind {k} (allowed: {allowed_kinds:?})"));
+                problems.push(format!(
+                    "error kind {k} (allowed: {allowed_kinds:?}), first: {}",
+                    seen.first[k]
+                ));
             }
         }
         if !matches!(cell, Cell::Oom) && !seen.limiter_errors.is_empty() {
@@ -296,11 +330,10 @@ pub async fn fault_matrix(kind: BackendKind) {
     );
 }
 
-/// `TASKS` tasks until `deadline`, each writing, reading and consuming in a loop.
-#[allow(clippy::too_many_arguments)] // the per-cell counters, kept explicit
+/// `TASKS` tasks until `deadline`, each writing, reading, consuming, taking a lock and
+/// listing a user's sessions in a loop.
 async fn workload(
-    storage: Arc<ServerStorage>,
-    limiter: Arc<ServerRateLimiter>,
+    stores: Arc<Stores>,
     rule: RateLimitRule,
     bucket: String,
     deadline: Instant,
@@ -310,7 +343,7 @@ async fn workload(
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..TASKS {
-        let (storage, limiter, seen) = (storage.clone(), limiter.clone(), seen.clone());
+        let (stores, seen) = (stores.clone(), seen.clone());
         let (attempted, acked, bucket) = (attempted.clone(), acked.clone(), bucket.clone());
         tasks.spawn(async move {
             let key = format!("k{t}");
@@ -320,9 +353,18 @@ async fn workload(
                 s.slowest = s.slowest.max(took);
                 if let Some(e) = e {
                     *s.kinds.entry(e.kind().to_string()).or_default() += 1;
+                    s.first
+                        .entry(e.kind().to_string())
+                        .or_insert_with(|| format!("{e:?}"));
                 }
             };
             while Instant::now() < deadline {
+                let Stores {
+                    storage,
+                    limiter,
+                    lock,
+                    sessions,
+                } = &*stores;
                 let started = Instant::now();
                 let r = storage
                     .set(&key, "v".into(), Some(Duration::from_secs(60)))
@@ -346,6 +388,17 @@ async fn workload(
                     Ok(_) => {}
                     Err(e) => seen.lock().unwrap().limiter_errors.push(e.to_string()),
                 }
+                let started = Instant::now();
+                let r = lock.acquire(&key, Duration::from_secs(5)).await;
+                note(started.elapsed(), r.as_ref().err());
+                if let Ok(Acquisition::Acquired(guard)) = r {
+                    let started = Instant::now();
+                    let r = lock.release(&guard).await;
+                    note(started.elapsed(), r.as_ref().err());
+                }
+                let started = Instant::now();
+                let r = sessions.list(&key).await;
+                note(started.elapsed(), r.as_ref().err());
             }
         });
     }
@@ -353,15 +406,11 @@ async fn workload(
 }
 
 /// Time until a read and a counted consume both succeed again (10 s at most).
-async fn first_success(
-    storage: &ServerStorage,
-    limiter: &ServerRateLimiter,
-    rule: &RateLimitRule,
-) -> Option<Duration> {
+async fn first_success(stores: &Stores, rule: &RateLimitRule) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(10) {
-        if storage.get("probe").await.is_ok() {
-            if let Ok(d) = limiter.consume("recovery", rule, 1).await {
+        if stores.storage.get("probe").await.is_ok() {
+            if let Ok(d) = stores.limiter.consume("recovery", rule, 1).await {
                 if d.source == DecisionSource::Store {
                     return Some(started.elapsed());
                 }

@@ -177,6 +177,10 @@ fn public_items(root: &Path, krate: &str, own: &str) -> Result<BTreeSet<String>,
             .unwrap_or_default()
     };
     let normalise = |s: &str| s.replace(&upper, "{Backend}").replace(own, "{backend}");
+    // Trait impls count only on public types: an impl on a private helper (a shared
+    // inner state's `Drop`, say) is not part of the crate's surface.
+    let mut impls: Vec<(String, String)> = Vec::new();
+    let mut public_types: BTreeSet<String> = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
@@ -188,6 +192,9 @@ fn public_items(root: &Path, krate: &str, own: &str) -> Result<BTreeSet<String>,
                     rest.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'));
                 let kind = words.next().unwrap_or("");
                 let name = words.find(|w| !w.is_empty()).unwrap_or("");
+                if matches!(kind, "struct" | "enum" | "type") {
+                    public_types.insert(name.to_owned());
+                }
                 match kind {
                     "fn" | "struct" | "enum" | "trait" | "type" | "const" | "mod" | "use" => {
                         format!("pub {kind} {}", normalise(name))
@@ -206,11 +213,22 @@ fn public_items(root: &Path, krate: &str, own: &str) -> Result<BTreeSet<String>,
                     .unwrap_or("")
                     .trim_end_matches(" {")
                     .trim();
-                format!("impl {} for {}", normalise(trait_part), normalise(target))
+                impls.push((trait_part.to_owned(), target.to_owned()));
+                continue;
             } else {
                 continue;
             };
             items.insert(item);
+        }
+    }
+    for (trait_part, target) in impls {
+        let type_name = target.split(['<', ' ']).next().unwrap_or("");
+        if public_types.contains(type_name) {
+            items.insert(format!(
+                "impl {} for {}",
+                normalise(&trait_part),
+                normalise(&target)
+            ));
         }
     }
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
