@@ -35,7 +35,7 @@ const SLACK: Duration = Duration::from_millis(50);
 /// Tasks in the workload.
 const TASKS: usize = 16;
 /// How long the fault stays on.
-const FAULT_FOR: Duration = Duration::from_millis(900);
+const FAULT_FOR: Duration = Duration::from_millis(1500);
 
 /// The stores the workload drives, all on the one connection.
 struct Stores {
@@ -303,7 +303,9 @@ pub async fn fault_matrix(kind: BackendKind) {
             ));
         }
         if cell.is_outage() && (after.opened == before.opened || after.closed == before.closed) {
-            problems.push("the breaker did not open and close".into());
+            problems.push(format!(
+                "the breaker did not open and close (before {before:?}, after {after:?})"
+            ));
         }
         // A restart of a server without persistence loses the counter: only "never more
         // than sent" holds there.
