@@ -107,6 +107,7 @@ macro_rules! for_each_connection_case {
             faults::connect_timeout_is_kept_on_a_hung_server,
             faults::connect_errors_say_where,
             faults::connections_close_on_drop_and_close,
+            facade::bundle_shares_one_connection_and_prefix,
         }
     };
 }

@@ -11,6 +11,7 @@
 pub mod atomic;
 pub mod basic;
 pub mod connection;
+pub mod facade;
 pub mod faults;
 pub mod health;
 pub mod lock;
