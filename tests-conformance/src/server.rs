@@ -15,12 +15,17 @@ use std::time::{Duration, Instant};
 /// The environment variable naming an existing server to test against instead of
 /// starting one.
 pub const URL_ENV: &str = "RUSTAUTH_REDIS_URL";
-/// The environment variable naming the `redis-server` binary (default: from `PATH`).
-pub const BIN_ENV: &str = "REDIS_SERVER_BIN";
+/// The environment variable naming the server binary every topology starts
+/// (`redis-server` or `valkey-server`; default: `redis-server` from `PATH`).
+pub const BIN_ENV: &str = "RUSTAUTH_REDIS_SERVER";
+/// The earlier name of [`BIN_ENV`], still read when it is unset.
+pub const LEGACY_BIN_ENV: &str = "REDIS_SERVER_BIN";
 
 /// How to get a server, for failure messages.
-pub const HOW_TO_PROVIDE: &str = "install one (`apt-get install -y redis-server`, or set \
-REDIS_SERVER_BIN to its path) or point RUSTAUTH_REDIS_URL at a running Redis >= 6.2 \
+pub const HOW_TO_PROVIDE: &str = "run the tests through `cargo xtask test` (it fetches a \
+server when none is installed), install one (`apt-get install -y redis-server`), set \
+RUSTAUTH_REDIS_SERVER to a redis-server/valkey-server binary (`cargo xtask servers` \
+prints some), or point RUSTAUTH_REDIS_URL at a running Redis >= 6.2 \
 (e.g. RUSTAUTH_REDIS_URL=redis://127.0.0.1:6379)";
 
 /// Extra configuration for a server started by the tests.
@@ -57,14 +62,41 @@ impl std::fmt::Debug for RedisServer {
 
 /// The `redis-server` binary, or an error saying how to provide one.
 pub fn server_binary() -> Result<PathBuf, String> {
-    if let Ok(bin) = std::env::var(BIN_ENV) {
-        return Ok(PathBuf::from(bin));
+    for var in [BIN_ENV, LEGACY_BIN_ENV] {
+        if let Some(bin) = std::env::var_os(var).filter(|b| !b.is_empty()) {
+            let bin = PathBuf::from(bin);
+            if !bin.is_file() {
+                return Err(format!(
+                    "{var}={} is not a file: {HOW_TO_PROVIDE}",
+                    bin.display()
+                ));
+            }
+            return Ok(bin);
+        }
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join("redis-server"))
         .find(|p| p.is_file())
         .ok_or_else(|| format!("no redis-server binary on PATH: {HOW_TO_PROVIDE}"))
+}
+
+/// What the server binary says it is: `("Redis", "7.0.15")` or `("Valkey", "9.1.2")`,
+/// from `--version` (`Redis server v=7.0.15 ...`, `Valkey server v=9.1.2 ...`).
+pub fn binary_identity() -> Result<(String, String), String> {
+    let bin = server_binary()?;
+    let out = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {} --version: {e}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    let name = words.next().unwrap_or_default().to_owned();
+    let version = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("v="))
+        .ok_or_else(|| format!("{} --version printed no v=: {text:?}", bin.display()))?;
+    Ok((name, version.to_owned()))
 }
 
 /// Makes a private CA and a server certificate for `localhost` and `127.0.0.1` in `dir`
@@ -281,6 +313,24 @@ impl RedisServer {
                     }
                 }
             }
+            if self.exited() {
+                let log = self.log_tail(20);
+                let hint = if log.contains("TLS support") {
+                    format!(
+                        "\nthis server binary ({}) is built without TLS; TLS cases need one \
+                         with TLS (Debian's redis-server has it)",
+                        server_binary()
+                            .map(|b| b.display().to_string())
+                            .unwrap_or_default()
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(format!(
+                    "the server for 127.0.0.1:{} exited during start-up; log:\n{log}{hint}",
+                    self.port
+                ));
+            }
             if start.elapsed() > limit {
                 return Err(format!(
                     "redis-server on 127.0.0.1:{} did not answer PING within {limit:?}; log:\n{}",
@@ -289,6 +339,17 @@ impl RedisServer {
                 ));
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the server process ended (a zombie waiting for the watchdog counts).
+    fn exited(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            // The state follows the parenthesised command name.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+            Err(_) => cfg!(target_os = "linux"),
         }
     }
 

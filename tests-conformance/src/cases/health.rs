@@ -10,21 +10,17 @@ use kv_contract::{KeyCodec, Prefix, ServerHealth};
 use super::connection::{options, start};
 use crate::context::BackendKind;
 use crate::probe::Probe;
-use crate::server::{server_binary, ServerConfig};
+use crate::server::ServerConfig;
 
 /// The version `redis-server --version` prints (`... v=7.0.15 ...`).
-fn binary_version() -> Version {
-    let bin = server_binary().expect("redis-server binary");
-    let out = std::process::Command::new(bin)
-        .arg("--version")
-        .output()
-        .expect("redis-server --version");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v = text
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("v="))
-        .unwrap_or_else(|| panic!("no v= in {text:?}"));
-    Version::parse(v).expect("a version")
+fn binary_identity() -> (ServerKind, Version) {
+    let (name, version) = crate::server::binary_identity().expect("a server binary");
+    let kind = match name.as_str() {
+        "Redis" => ServerKind::Redis,
+        "Valkey" => ServerKind::Valkey,
+        other => panic!("the server binary calls itself {other:?}"),
+    };
+    (kind, Version::parse(&version).expect("a version"))
 }
 
 /// `ping` reports a latency, `server_info` the server, version and mode the binary and
@@ -39,8 +35,9 @@ pub async fn ping_and_server_info(kind: BackendKind) {
     let latency = conn.ping().await.unwrap();
     assert!(latency < Duration::from_secs(1), "{latency:?}");
     let info = conn.server_info().await.unwrap();
-    assert_eq!(info.kind, ServerKind::Redis);
-    assert_eq!(info.version, binary_version());
+    let (server_kind, version) = binary_identity();
+    assert_eq!(info.kind, server_kind);
+    assert_eq!(info.version, version);
     assert_eq!(info.mode, ServerMode::Standalone);
     info.check_supported()
         .expect("the test server is supported");
