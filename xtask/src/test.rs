@@ -9,6 +9,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         return Err(format!("`xtask test` takes no arguments, got {a:?}"));
     }
     crate::cargo(&["test", "--workspace"])?;
+    eprintln!("xtask: building the backends with tls-rustls for the TLS case (a second build)…");
     crate::cargo(&[
         "test",
         "-p",

@@ -8,6 +8,9 @@
 //! Locks are the one place with two keys per logical name (the lock and its fencing
 //! counter); [`KeyCodec::lock_keys`] puts both in one Redis Cluster hash slot with a
 //! `{...}` hash tag, so the acquire script may touch both.
+//!
+//! [`Prefix::new`] refuses a prefix whose keys would also be keys of another prefix
+//! (see its rules); the property test in `keys/collision.rs` checks that claim.
 
 use crate::error::{KvError, KvResult};
 use crate::glob;
@@ -43,16 +46,106 @@ impl Namespace {
             Namespace::Lock => "lock:",
         }
     }
+
+    /// The bytes every key of the namespace starts with after the prefix: the segment,
+    /// and for locks also the `{` that opens the name's hash tag (`lock:{`).
+    pub const fn key_start(self) -> &'static str {
+        match self {
+            Namespace::Secondary => "secondary:",
+            Namespace::RateLimit => "rate-limit:",
+            Namespace::Lock => "lock:{",
+        }
+    }
+
+    /// What a prefix nested in this namespace would turn its keys into, and what the
+    /// owning store would do to them: the two halves of [`nested_prefix_error`].
+    const fn nesting_consequence(self) -> (&'static str, &'static str) {
+        match self {
+            Namespace::Secondary => (
+                "secondary-storage keys",
+                "that store's get, list_keys and clear would read and delete them",
+            ),
+            Namespace::RateLimit => (
+                "rate-limit buckets",
+                "that limiter's consume and reset would count and delete them",
+            ),
+            Namespace::Lock => (
+                "lock and fencing-counter keys",
+                "that lock store's acquire would take them for held locks and overwrite them \
+                 as fencing counters",
+            ),
+        }
+    }
+}
+
+/// Whether `b` continues a word: an ASCII letter or digit, `-` or `_`. A namespace
+/// segment right after such a byte is the end of a longer word (`my-secondary:`,
+/// `deadlock:`), not a namespace; after any other byte (`:`, `/`, `.`, `{`, a non-ASCII
+/// character) or at the start of the prefix it is one.
+const fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// The first position of `needle` in `prefix` at a boundary (the start of the prefix, or
+/// right after a byte that is not a word byte), if any.
+pub(crate) fn find_at_boundary(prefix: &str, needle: &str) -> Option<usize> {
+    let (p, n) = (prefix.as_bytes(), needle.as_bytes());
+    (0..=p.len().saturating_sub(n.len()))
+        .filter(|&i| p[i..].starts_with(n))
+        .find(|&i| i == 0 || !is_word_byte(p[i - 1]))
+}
+
+/// The error for `prefix`, which contains the key start `start` of the namespace
+/// `segment` at the boundary `at`: its keys would be `what` of `prefix[..at]`, and
+/// `effect` says what that prefix's store would do to them.
+pub(crate) fn nested_prefix_error(
+    prefix: &str,
+    at: usize,
+    segment: &str,
+    start: &str,
+    (what, effect): (&str, &str),
+) -> KvError {
+    let (outer, owner, place) = if at == 0 {
+        (
+            "an empty prefix".to_owned(),
+            "a client using no prefix".to_owned(),
+            "at its start",
+        )
+    } else {
+        let outer = format!("prefix {:?}", &prefix[..at]);
+        (outer, format!("{:?}", &prefix[..at]), "after a separator")
+    };
+    KvError::invalid_config(format!(
+        "key prefix {prefix:?} nests inside the {segment:?} namespace of {outer}: its keys \
+         would be {what} of {owner} ({effect}); choose a prefix without {start:?} {place}"
+    ))
 }
 
 /// A validated key prefix.
 ///
 /// Rules, checked by [`Prefix::new`]:
 /// - not empty, and at most 256 bytes;
-/// - it must not contain a namespace segment (`secondary:`, `rate-limit:`): such a prefix
-///   would nest inside another store's namespace (`rustauth:secondary:tenant:` lies inside
-///   the `secondary:` namespace of `rustauth:`), so that store's `list_keys` and `clear`
-///   would see and delete this one's keys.
+/// - no namespace's key start (`secondary:`, `rate-limit:`, `lock:{`) at a *boundary*:
+///   at the start of the prefix or right after a byte that is not an ASCII letter, digit,
+///   `-` or `_`. Such a prefix nests inside another prefix's namespace, so its keys are
+///   that prefix's keys: `app:secondary:t:` writes `app:secondary:t:secondary:x`, the
+///   secondary key `t:secondary:x` of `app:` (whose `list_keys` and `clear` see it), and
+///   `app:rate-limit:` writes the bucket `secondary:x` of `app:`.
+///
+/// Accepted, because no other prefix's keys look like theirs: a segment inside a word
+/// (`deadlock:`, `block:`, `api-rate-limit:`, `my-secondary:`, `my_secondary:`), and
+/// `lock:` not followed by `{` (`app:lock:`): every lock key of `app:` continues
+/// `app:lock:{`, while every key of `app:lock:` continues `app:lock:` with a namespace
+/// segment, and no segment starts with `{` (namespace names cannot contain braces).
+///
+/// The guarantee, checked by a property test: two different prefixes that both end with
+/// a separator (a byte that is not a letter, digit, `-` or `_`, as `:` is) and pass
+/// every builder of this crate never produce the same physical key, and neither one's
+/// SCAN pattern for a namespace matches a key of the other. Prefixes that end inside a
+/// word (`app`, `app-`) are accepted but not covered: `appsecondary:x` is a key of both
+/// `app` and `appsecondary:`. The session index also checks its own namespaces
+/// ([`SessionIndexOptionsBuilder::build`](crate::session::SessionIndexOptionsBuilder::build));
+/// no builder knows the namespace names another deployment configured.
 ///
 /// Glob characters (`* ? [ ] \`) are allowed: SCAN patterns escape them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -78,19 +171,19 @@ impl Prefix {
                 Self::MAX_LEN
             )));
         }
-        if let Some(ns) = Namespace::ALL
-            .iter()
-            .find(|ns| prefix.contains(ns.segment()))
-        {
-            let at = prefix.find(ns.segment()).unwrap_or(0);
-            return Err(KvError::invalid_config(format!(
-                "key prefix {prefix:?} nests inside the {:?} namespace of prefix {:?}: that \
-                 store's list_keys and clear would see and delete this store's keys; choose a \
-                 prefix without {:?}",
+        // The earliest nesting is the one to name: it is the shortest prefix nested in.
+        let nested = Namespace::ALL
+            .into_iter()
+            .filter_map(|ns| find_at_boundary(&prefix, ns.key_start()).map(|at| (at, ns)))
+            .min_by_key(|&(at, _)| at);
+        if let Some((at, ns)) = nested {
+            return Err(nested_prefix_error(
+                &prefix,
+                at,
                 ns.segment(),
-                &prefix[..at],
-                ns.segment()
-            )));
+                ns.key_start(),
+                ns.nesting_consequence(),
+            ));
         }
         Ok(Prefix(prefix))
     }
@@ -240,9 +333,12 @@ impl KeyCodec {
     }
 
     /// The SCAN `MATCH` pattern that matches exactly the keys of `ns`: the escaped
-    /// namespace followed by `*`.
+    /// `{prefix}{key start}` followed by `*` (for locks the key start includes the `{`,
+    /// so the pattern does not match the keys of a prefix such as `app:lock:`).
     pub fn scan_pattern(&self, ns: Namespace) -> Vec<u8> {
-        let mut pattern = glob::escape(self.namespace(ns).as_bytes());
+        let mut start = self.prefix.0.clone();
+        start.push_str(ns.key_start());
+        let mut pattern = glob::escape(start.as_bytes());
         pattern.push(b'*');
         pattern
     }
@@ -250,9 +346,13 @@ impl KeyCodec {
     /// The logical key of a physical key of `ns`, or `None` when the key is not in `ns`.
     ///
     /// The namespace is stripped literally: logical keys may contain `:` (IPv6 buckets do).
+    /// For locks the result keeps the braces (`{<name>}` or `{<name>}:fence`), and a key
+    /// without the `{` after `lock:` is not in the namespace.
     pub fn logical<'a>(&self, ns: Namespace, physical: &'a [u8]) -> Option<&'a [u8]> {
         let rest = physical.strip_prefix(self.prefix.0.as_bytes())?;
-        rest.strip_prefix(ns.segment().as_bytes())
+        let logical = rest.strip_prefix(ns.segment().as_bytes())?;
+        let tail = &ns.key_start().as_bytes()[ns.segment().len()..];
+        logical.starts_with(tail).then_some(logical)
     }
 }
 
@@ -262,8 +362,9 @@ impl KeyCodec {
 /// Rules, checked by [`NamespaceName::new`]: 1 to 64 bytes of ASCII letters, digits, `_`,
 /// `-` and `.`, so the segment contains no `:` (the separator), no `{`/`}` (which would
 /// make it a Redis Cluster hash tag) and no glob character; and not the name of a
-/// built-in [`Namespace`] (`secondary`, `rate-limit`), whose stores would otherwise see
-/// these keys.
+/// built-in [`Namespace`] (`secondary`, `rate-limit`, `lock`), whose stores would
+/// otherwise see these keys. (So no segment starts with `{`, which the lock rule of
+/// [`Prefix`] relies on.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NamespaceName(String);
 
@@ -320,6 +421,9 @@ impl KeyCodec {
         self.join([ns.as_str(), ":"], logical, ns.as_str())
     }
 }
+
+#[cfg(test)]
+mod collision;
 
 #[cfg(test)]
 mod tests {
@@ -383,21 +487,197 @@ mod tests {
         assert!(e.message().contains("65537"), "{e}");
     }
 
+    /// Prefixes with a namespace segment inside a word, or `lock:` without `{`, build;
+    /// the four first ones were refused before the boundary rule.
+    const ACCEPTED_PREFIXES: &[&str] = &[
+        "deadlock:",
+        "block:",
+        "api-rate-limit:",
+        "my-secondary:",
+        "my_secondary:",
+        "app:my-secondary:",
+        "app:lock:",
+        "lock:",
+        "app:lock:x:",
+        "app:locks:",
+        "app:lock:}:",
+        "app:secondaryx:",
+        "app:rate-limits:",
+        "rustauth:",
+        "my*app[1]:",
+    ];
+
     #[test]
-    fn prefix_rules() {
-        assert!(Prefix::new("rustauth:").is_ok());
-        assert!(Prefix::new("my*app[1]:").is_ok());
+    fn prefix_rules_accept() {
+        for ok in ACCEPTED_PREFIXES {
+            match Prefix::new(*ok) {
+                Ok(p) => assert_eq!(p.as_str(), *ok),
+                Err(e) => panic!("{ok}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_rules_refuse_nesting_at_a_boundary() {
+        // (prefix, namespace segment, the prefix it nests in or "" at the start, what
+        // its keys would be)
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "app:secondary:",
+                "secondary:",
+                "app:",
+                "secondary-storage keys",
+            ),
+            (
+                "app:secondary:t:",
+                "secondary:",
+                "app:",
+                "secondary-storage keys",
+            ),
+            (
+                "rustauth:secondary:tenant:",
+                "secondary:",
+                "rustauth:",
+                "secondary-storage keys",
+            ),
+            (
+                "app.secondary:",
+                "secondary:",
+                "app.",
+                "secondary-storage keys",
+            ),
+            (
+                "app/rate-limit:",
+                "rate-limit:",
+                "app/",
+                "rate-limit buckets",
+            ),
+            (
+                "app:rate-limit:",
+                "rate-limit:",
+                "app:",
+                "rate-limit buckets",
+            ),
+            ("x:rate-limit:", "rate-limit:", "x:", "rate-limit buckets"),
+            (
+                "é-free:ésecondary:",
+                "secondary:",
+                "é-free:é",
+                "secondary-storage keys",
+            ),
+            (
+                "app:lock:{x:",
+                "lock:",
+                "app:",
+                "lock and fencing-counter keys",
+            ),
+            (
+                "app:lock:{x}:",
+                "lock:",
+                "app:",
+                "lock and fencing-counter keys",
+            ),
+            ("a{lock:{b:", "lock:", "a{", "lock and fencing-counter keys"),
+            (
+                "x-secondary:secondary:",
+                "secondary:",
+                "x-secondary:",
+                "secondary-storage keys",
+            ),
+            (
+                "a:rate-limit:secondary:",
+                "rate-limit:",
+                "a:",
+                "rate-limit buckets",
+            ),
+            ("secondary:x:", "secondary:", "", "secondary-storage keys"),
+            ("rate-limit:", "rate-limit:", "", "rate-limit buckets"),
+            ("lock:{", "lock:", "", "lock and fencing-counter keys"),
+        ];
+        for (prefix, segment, outer, what) in cases {
+            let e = Prefix::new(*prefix).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig, "{prefix}");
+            let m = e.message();
+            let nests = format!("key prefix {prefix:?} nests inside the {segment:?} namespace of ");
+            assert!(m.starts_with(&nests), "{prefix}: {m}");
+            if outer.is_empty() {
+                assert!(
+                    m.contains("an empty prefix") && m.contains("at its start"),
+                    "{m}"
+                );
+            } else {
+                assert!(m.contains(&format!("{what} of {outer:?}")), "{prefix}: {m}");
+                assert!(m.ends_with("after a separator"), "{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_error_texts() {
+        let text = |p: &str| Prefix::new(p).unwrap_err().message().to_owned();
+        assert_eq!(
+            text("app:secondary:t:"),
+            "key prefix \"app:secondary:t:\" nests inside the \"secondary:\" namespace of \
+             prefix \"app:\": its keys would be secondary-storage keys of \"app:\" (that \
+             store's get, list_keys and clear would read and delete them); choose a prefix \
+             without \"secondary:\" after a separator"
+        );
+        assert_eq!(
+            text("app:rate-limit:"),
+            "key prefix \"app:rate-limit:\" nests inside the \"rate-limit:\" namespace of \
+             prefix \"app:\": its keys would be rate-limit buckets of \"app:\" (that \
+             limiter's consume and reset would count and delete them); choose a prefix \
+             without \"rate-limit:\" after a separator"
+        );
+        assert_eq!(
+            text("app:lock:{x:"),
+            "key prefix \"app:lock:{x:\" nests inside the \"lock:\" namespace of prefix \
+             \"app:\": its keys would be lock and fencing-counter keys of \"app:\" (that \
+             lock store's acquire would take them for held locks and overwrite them as \
+             fencing counters); choose a prefix without \"lock:{\" after a separator"
+        );
+        assert_eq!(
+            text("secondary:"),
+            "key prefix \"secondary:\" nests inside the \"secondary:\" namespace of an \
+             empty prefix: its keys would be secondary-storage keys of a client using no \
+             prefix (that store's get, list_keys and clear would read and delete them); \
+             choose a prefix without \"secondary:\" at its start"
+        );
         let e = Prefix::new("").unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig);
-        let e = Prefix::new("rustauth:secondary:tenant:").unwrap_err();
-        assert!(
-            e.message().contains("\"rustauth:secondary:tenant:\"")
-                && e.message().contains("prefix \"rustauth:\""),
-            "{e}"
-        );
-        let e = Prefix::new("x:rate-limit:").unwrap_err();
-        assert!(e.message().contains("rate-limit:"), "{e}");
         assert!(Prefix::new("p".repeat(257)).is_err());
+    }
+
+    /// Why `lock:` alone is no collision: the codec writes `{` right after `lock:` in every
+    /// lock key of `app:` (and refuses braces in names, so the tag is the name's), while
+    /// every key of `app:lock:` continues `app:lock:` with a segment, and no segment
+    /// starts with `{` (namespace names cannot contain braces).
+    #[test]
+    fn lock_segment_alone_is_no_collision() {
+        let outer = KeyCodec::new(Prefix::new("app:").unwrap());
+        let inner = KeyCodec::new(Prefix::new("app:lock:").unwrap());
+        for name in ["{secondary:x}", "secondary:x}", "{x"] {
+            assert!(outer.lock_keys(name).is_err(), "{name}");
+        }
+        for segment in Namespace::ALL.map(Namespace::key_start) {
+            assert!(!segment.starts_with('{'), "{segment}");
+        }
+        let locks = outer.scan_pattern(Namespace::Lock);
+        assert_eq!(locks, b"app:lock:{*");
+        for ns in Namespace::ALL {
+            let key = match ns {
+                Namespace::Lock => inner.lock_keys("x").unwrap().lock,
+                _ => inner.key(ns, "{x}").unwrap(),
+            };
+            assert!(!crate::glob::redis_glob::matches(&locks, &key), "{key:?}");
+            assert_eq!(outer.logical(Namespace::Lock, &key), None, "{key:?}");
+        }
+        let own = outer.lock_keys("x").unwrap();
+        assert_eq!(
+            outer.logical(Namespace::Lock, &own.fence),
+            Some(&b"{x}:fence"[..])
+        );
+        assert!(crate::glob::redis_glob::matches(&locks, &own.fence));
     }
 
     #[test]

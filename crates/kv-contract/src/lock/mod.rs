@@ -356,11 +356,13 @@ mod tests {
         assert!(LockOptions::builder().prefix("app:").build().is_ok());
         let e = LockOptions::builder().prefix("a{}:").build().unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig);
+        // `lock:` alone is not nesting (every lock key continues `lock:{`); `lock:{` is.
+        assert!(LockOptions::builder().prefix("x:lock:").build().is_ok());
         let e = LockOptions::builder()
-            .prefix("x:lock:")
+            .prefix("x:lock:{t:")
             .build()
             .unwrap_err();
-        assert!(e.message().contains("lock:"), "{e}");
+        assert!(e.message().contains("\"lock:{\""), "{e}");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::error::{KvError, KvResult};
-use crate::keys::{KeyCodec, NamespaceName, Prefix, DEFAULT_PREFIX};
+use crate::keys::{
+    find_at_boundary, nested_prefix_error, KeyCodec, NamespaceName, Prefix, DEFAULT_PREFIX,
+};
 
 /// How a session token becomes the session's id: the member stored in the user's index
 /// and the last segment of the session key.
@@ -243,7 +245,12 @@ impl SessionIndexOptionsBuilder {
         self
     }
 
-    /// Validates and builds the options.
+    /// Validates and builds the options: the rules of [`Prefix::new`] and
+    /// [`NamespaceName::new`], two different namespace names, and no
+    /// `{session namespace}:` or `{user-sessions namespace}:` at a boundary of the prefix
+    /// (the start, or after a byte other than an ASCII letter, digit, `-` or `_`): with
+    /// the defaults, `app:session:` is refused (its keys would be session keys of `app:`)
+    /// and `my-session:` accepted.
     pub fn build(self) -> KvResult<SessionIndexOptions> {
         let prefix = Prefix::new(self.prefix)?;
         let session_namespace = NamespaceName::new(self.session_namespace)?;
@@ -255,15 +262,32 @@ impl SessionIndexOptionsBuilder {
                 session_namespace.as_str()
             )));
         }
-        for ns in [&session_namespace, &user_sessions_namespace] {
+        let nested = [
+            (
+                &session_namespace,
+                (
+                    "session keys",
+                    "that index's get, refresh and delete would read, rewrite and delete them",
+                ),
+            ),
+            (
+                &user_sessions_namespace,
+                (
+                    "session-index keys",
+                    "that index's create, list and revoke_all would add to, read and delete them",
+                ),
+            ),
+        ];
+        for (ns, consequence) in nested {
             let segment = ns.segment();
-            if let Some(at) = prefix.as_str().find(&segment) {
-                return Err(KvError::invalid_config(format!(
-                    "key prefix {:?} nests inside the {segment:?} namespace of prefix {:?}; \
-                     choose a prefix without {segment:?}",
+            if let Some(at) = find_at_boundary(prefix.as_str(), &segment) {
+                return Err(nested_prefix_error(
                     prefix.as_str(),
-                    &prefix.as_str()[..at]
-                )));
+                    at,
+                    &segment,
+                    &segment,
+                    consequence,
+                ));
             }
         }
         if self.max_sessions_per_user == Some(0) {
@@ -399,6 +423,87 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
             assert!(e.message().contains(needle), "{needle}: {e}");
         }
+    }
+
+    #[test]
+    fn prefix_nesting_counts_only_at_a_boundary() {
+        let build = |prefix: &str, session: &str| {
+            SessionIndexOptions::builder()
+                .prefix(prefix)
+                .session_namespace(session)
+                .build()
+        };
+        for (prefix, session) in [
+            ("app:my-session:", "session"),
+            ("app:my_session:", "session"),
+            ("my-user_sessions:", "session"),
+            ("app:sessions:", "session"),
+            ("deadlock:", "session"),
+            ("app:lock:", "session"),
+            ("app:mysess:", "sess"),
+            ("app:session:", "sess"),
+        ] {
+            let o = build(prefix, session).unwrap_or_else(|e| panic!("{prefix}: {e}"));
+            assert_eq!(o.codec().prefix().as_str(), prefix);
+        }
+        // (prefix, session namespace, segment, the prefix it nests in, what its keys are)
+        let refused = [
+            (
+                "app:session:",
+                "session",
+                "session:",
+                "\"app:\"",
+                "session keys",
+            ),
+            (
+                "app/session:t:",
+                "session",
+                "session:",
+                "\"app/\"",
+                "session keys",
+            ),
+            (
+                "app.user_sessions:",
+                "session",
+                "user_sessions:",
+                "\"app.\"",
+                "session-index",
+            ),
+            ("app:sess:", "sess", "sess:", "\"app:\"", "session keys"),
+            (
+                "session:",
+                "session",
+                "session:",
+                "a client using no prefix",
+                "session keys",
+            ),
+        ];
+        for (prefix, session, segment, owner, what) in refused {
+            let e = build(prefix, session).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+            let m = e.message();
+            assert!(
+                m.contains(&format!("{prefix:?} nests inside the {segment:?}")),
+                "{m}"
+            );
+            assert!(m.contains(&format!("{what} ")) && m.contains(owner), "{m}");
+        }
+        assert_eq!(
+            build("app:user_sessions:", "session")
+                .unwrap_err()
+                .message(),
+            "key prefix \"app:user_sessions:\" nests inside the \"user_sessions:\" namespace \
+             of prefix \"app:\": its keys would be session-index keys of \"app:\" (that \
+             index's create, list and revoke_all would add to, read and delete them); choose \
+             a prefix without \"user_sessions:\" after a separator"
+        );
+        assert_eq!(
+            build("app:session:", "session").unwrap_err().message(),
+            "key prefix \"app:session:\" nests inside the \"session:\" namespace of prefix \
+             \"app:\": its keys would be session keys of \"app:\" (that index's get, refresh \
+             and delete would read, rewrite and delete them); choose a prefix without \
+             \"session:\" after a separator"
+        );
     }
 
     #[test]
