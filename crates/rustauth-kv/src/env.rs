@@ -90,7 +90,7 @@ mod tests {
         let o = env(&[
             ("REDIS_URL", "redis://127.0.0.1:1"),
             ("RUSTAUTH_KV_URL", "memory://"),
-            ("RUSTAUTH_KV_PREFIX", "api-v2:"),
+            ("RUSTAUTH_KV_PREFIX", "api-rate-limit:"),
         ])
         .unwrap();
         assert_eq!(
@@ -98,7 +98,7 @@ mod tests {
             Backend::Memory,
             "RUSTAUTH_KV_URL overrides REDIS_URL"
         );
-        assert_eq!(o.prefix().as_str(), "api-v2:");
+        assert_eq!(o.prefix().as_str(), "api-rate-limit:");
         let o = env(&[
             ("REDIS_URL", "memory://"),
             ("RUSTAUTH_KV_PREFIX", "tenant:"),

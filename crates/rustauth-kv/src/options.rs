@@ -343,6 +343,21 @@ mod tests {
     }
 
     #[test]
+    fn prefixes_that_only_contain_a_namespace_name_reach_every_store() {
+        for prefix in ["deadlock:", "block:", "api-rate-limit:", "my-secondary:"] {
+            let o = KvOptions::builder().memory().prefix(prefix).build();
+            let o = o.unwrap_or_else(|e| panic!("{prefix:?} refused: {e}"));
+            assert_eq!(o.storage().key("k").unwrap(), format!("{prefix}secondary:k").as_bytes());
+        }
+        let e = KvOptions::builder()
+            .memory()
+            .prefix("app:rate-limit:")
+            .build()
+            .unwrap_err();
+        assert!(e.message().contains("rate-limit buckets of \"app:\""), "{e}");
+    }
+
+    #[test]
     fn a_store_closure_runs_after_the_prefix() {
         let o = KvOptions::builder()
             .memory()

@@ -191,7 +191,10 @@ pub async fn fault_matrix(kind: BackendKind) {
                 Cell::Restart => {
                     let s = server.take().unwrap();
                     let config = tokio::task::spawn_blocking(move || s.kill()).await.unwrap();
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    // Down for over three command timeouts: a sustained outage even when a
+                    // loaded machine delays the calls that meet it (a 300 ms gap let fred
+                    // buffer every call across the restart once in ~15 loaded runs).
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
                     server = Some(start(config).await);
                 }
                 Cell::ClientKillStorm => {
