@@ -633,6 +633,193 @@ mod tests {
         }
     }
 
+    /// A single server in a `Vec`, sorted: SCAN's cursor is an index, `UNLINK` and
+    /// `MEMORY USAGE` can be refused as an old server or an ACL would.
+    #[derive(Debug, Default)]
+    struct FakeServer {
+        keys: std::sync::Mutex<Vec<Vec<u8>>>,
+        refuse_unlink: bool,
+        refuse_memory: bool,
+        log: std::sync::Mutex<Vec<(&'static str, usize)>>,
+    }
+
+    impl FakeServer {
+        fn with_keys(keys: impl IntoIterator<Item = Vec<u8>>) -> Self {
+            let mut keys: Vec<Vec<u8>> = keys.into_iter().collect();
+            keys.sort();
+            FakeServer {
+                keys: std::sync::Mutex::new(keys),
+                ..FakeServer::default()
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Connection for FakeServer {
+        async fn execute(&self, command: Command) -> KvResult<Reply> {
+            let args = command.args();
+            self.log.lock().unwrap().push((command.name(), args.len()));
+            let mut keys = self.keys.lock().unwrap();
+            match command.name() {
+                "SCAN" => {
+                    let from: usize = std::str::from_utf8(&args[0]).unwrap().parse().unwrap();
+                    let count: usize = std::str::from_utf8(&args[4]).unwrap().parse().unwrap();
+                    let end = (from + count).min(keys.len());
+                    let page = keys[from.min(end)..end]
+                        .iter()
+                        .filter(|k| redis_glob::matches(&args[2], k))
+                        .map(|k| Reply::Data(Bytes::copy_from_slice(k)))
+                        .collect();
+                    let next = if end >= keys.len() { 0 } else { end };
+                    // Deleting shifts these indices (a real SCAN cursor is not affected),
+                    // so the clear tests read the whole fake in one page.
+                    Ok(Reply::Array(vec![
+                        Reply::Data(Bytes::from(next.to_string())),
+                        Reply::Array(page),
+                    ]))
+                }
+                "UNLINK" if self.refuse_unlink => Err(KvError::server_reply(
+                    "ERR unknown command 'UNLINK', with args beginning with:",
+                    None,
+                )),
+                "UNLINK" | "DEL" => {
+                    let before = keys.len();
+                    keys.retain(|k| !args.iter().any(|a| a[..] == k[..]));
+                    Ok(Reply::Int((before - keys.len()) as i64))
+                }
+                "MEMORY" if self.refuse_memory => Err(KvError::server_reply(
+                    "NOPERM this user has no permissions to run the 'memory|usage' command",
+                    None,
+                )),
+                "MEMORY" => Ok(if keys.iter().any(|k| k[..] == args[1][..]) {
+                    Reply::Int(100)
+                } else {
+                    Reply::Nil
+                }),
+                other => panic!("unexpected {other}"),
+            }
+        }
+    }
+
+    fn keys(prefix: &str, ns: &str, n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| format!("{prefix}{ns}:k{i:05}").into_bytes())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn clear_deletes_only_the_namespace_in_bounded_batches() {
+        let mut all = keys("app:", "secondary", 2500);
+        all.extend(keys("app:", "session", 3));
+        all.extend(keys("other:", "secondary", 3));
+        all.push(b"app:secondaryx:k".to_vec());
+        let server = FakeServer::with_keys(all);
+        let mut updates = Vec::new();
+        // Deleting shifts the fake's indices, so scan in one page per call of 10,000.
+        let options = ClearOptions::default().scan_count(10_000);
+        let report = clear_namespace(&server, &layout("app:"), "secondary", options, |p| {
+            updates.push(p)
+        })
+        .await
+        .unwrap();
+        assert_eq!(report.deleted, 2500);
+        assert_eq!(report.namespace, "secondary");
+        assert_eq!(
+            server.keys.lock().unwrap().len(),
+            7,
+            "only the namespace is gone"
+        );
+        let deletes: Vec<usize> = server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| *name == "UNLINK")
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(deletes, [1000, 1000, 500]);
+        assert_eq!(updates.last().unwrap().deleted, 2500);
+        assert!(updates.windows(2).all(|w| w[0].deleted <= w[1].deleted));
+    }
+
+    #[tokio::test]
+    async fn clear_falls_back_to_del_and_paces_to_the_rate() {
+        let server = FakeServer {
+            refuse_unlink: true,
+            ..FakeServer::with_keys(keys("app:", "lock", 30))
+        };
+        let options = ClearOptions::default()
+            .scan_count(10_000)
+            .max_per_second(Some(20));
+        let report = clear_namespace(&server, &layout("app:"), "lock", options, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(report.deleted, 30);
+        // Batches of 20 and 10 at 20 per second: the second starts 1 s after the first.
+        assert!(report.elapsed >= Duration::from_millis(950), "{report:?}");
+        let log = server.log.lock().unwrap();
+        assert_eq!(
+            log.iter().filter(|(n, _)| *n == "UNLINK").count(),
+            1,
+            "tried once"
+        );
+        assert_eq!(log.iter().filter(|(n, _)| *n == "DEL").count(), 2);
+    }
+
+    #[tokio::test]
+    async fn inspect_counts_samples_and_stops_at_max_keys() {
+        let mut all = keys("app:", "secondary", 40);
+        all.extend(keys("app:", "rate-limit", 5));
+        all.push(b"app:stray".to_vec());
+        all.push(b"elsewhere:x".to_vec());
+        let server = FakeServer::with_keys(all);
+        let options = InspectOptions::default().sample(4).scan_count(7);
+        let mut pages = 0;
+        let report = inspect(&server, &layout("app:"), options, |_| pages += 1)
+            .await
+            .unwrap();
+        assert!(report.complete && report.memory_supported);
+        assert_eq!(report.scanned, 46);
+        assert!(pages >= 6, "progress after each page");
+        let by_name = |n: Option<&str>| {
+            report
+                .namespaces
+                .iter()
+                .find(|u| u.namespace.as_deref() == n)
+                .unwrap()
+                .clone()
+        };
+        let secondary = by_name(Some("secondary"));
+        assert_eq!((secondary.keys, secondary.sampled), (40, 4));
+        assert_eq!(secondary.estimated_bytes, Some(4000), "mean 100 × 40 keys");
+        assert_eq!(by_name(Some("rate-limit")).keys, 5);
+        assert_eq!(by_name(Some("lock")).estimated_bytes, Some(0));
+        assert_eq!(by_name(None).keys, 1);
+
+        let partial = inspect(&server, &layout("app:"), options.max_keys(10), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(partial.scanned, 10);
+        assert!(!partial.complete);
+    }
+
+    #[tokio::test]
+    async fn a_refused_memory_usage_makes_memory_unknown() {
+        let server = FakeServer {
+            refuse_memory: true,
+            ..FakeServer::with_keys(keys("app:", "secondary", 3))
+        };
+        let report = inspect(&server, &layout("app:"), InspectOptions::default(), |_| {})
+            .await
+            .unwrap();
+        assert!(!report.memory_supported);
+        assert_eq!(report.namespaces[0].keys, 3);
+        assert!(report
+            .namespaces
+            .iter()
+            .all(|u| u.estimated_bytes.is_none()));
+    }
+
     #[tokio::test]
     async fn bad_clear_input_fails_before_io() {
         let l = layout("rustauth:");
