@@ -22,6 +22,7 @@
 //! | [`session`] | the per-user [`SessionIndex`]: memory and server implementations |
 //! | [`slot`] | Redis Cluster hash slots, for splitting batches by slot |
 //! | [`error`] | [`KvError`] and its [`ErrorKind`]s |
+//! | [`admin`] | operator operations: namespaces of a prefix, `inspect` (keys and memory), `clear_namespace` |
 //!
 //! It never depends on a Redis client: `rustauth-redis` (redis-rs) and `rustauth-fred`
 //! (fred) implement [`Connection`] and nothing else, so both put the same bytes in Redis.
@@ -42,6 +43,7 @@
 //!
 //! Minimum server version: Redis 6.2 or Valkey 7.2 (`GETDEL`, `SET ... KEEPTTL`).
 
+pub mod admin;
 pub mod breaker;
 pub mod config;
 pub mod connect;
