@@ -3,6 +3,8 @@
 //! cases). Server-backed tests use `RUSTAUTH_REDIS_URL` or start their own
 //! `redis-server`, and fail, saying how to provide one, when neither is possible.
 
+mod examples;
+
 use tests_conformance::run::{expect_connection, expect_storage};
 use tests_conformance::{BackendKind, Topology};
 
