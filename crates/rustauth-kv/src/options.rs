@@ -347,14 +347,20 @@ mod tests {
         for prefix in ["deadlock:", "block:", "api-rate-limit:", "my-secondary:"] {
             let o = KvOptions::builder().memory().prefix(prefix).build();
             let o = o.unwrap_or_else(|e| panic!("{prefix:?} refused: {e}"));
-            assert_eq!(o.storage().key("k").unwrap(), format!("{prefix}secondary:k").as_bytes());
+            assert_eq!(
+                o.storage().key("k").unwrap(),
+                format!("{prefix}secondary:k").as_bytes()
+            );
         }
         let e = KvOptions::builder()
             .memory()
             .prefix("app:rate-limit:")
             .build()
             .unwrap_err();
-        assert!(e.message().contains("rate-limit buckets of \"app:\""), "{e}");
+        assert!(
+            e.message().contains("rate-limit buckets of \"app:\""),
+            "{e}"
+        );
     }
 
     #[test]

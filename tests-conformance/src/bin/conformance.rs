@@ -101,6 +101,7 @@ async fn main() -> ExitCode {
         }
         rows.push((name.to_string(), cells));
     }
+    let mut no_tls = false;
     for (name, case) in CONNECTION_CASES.iter().filter(|(n, _)| selected(n)) {
         let mut cells = Vec::new();
         for topology in Topology::ALL {
@@ -109,6 +110,9 @@ async fn main() -> ExitCode {
                     Cell::NotApplicable
                 } else if server::server_binary().is_err() {
                     Cell::NotRun
+                } else if name.contains("rediss") && server::binary_has_tls() == Ok(false) {
+                    no_tls = true;
+                    Cell::NotApplicable
                 } else {
                     match run::connection(topology.a, *case).await {
                         Ok(_) => Cell::Pass,
@@ -161,6 +165,15 @@ async fn main() -> ExitCode {
         }
     }
     println!("\n(n/a: connection cases concern the server backends only; they run per backend.)");
+    if no_tls {
+        let bin = server::server_binary()
+            .map(|b| b.display().to_string())
+            .unwrap_or_default();
+        println!(
+            "(n/a on the TLS case: {bin} is built without TLS; run it on a server with TLS, \
+             e.g. Debian's redis-server)"
+        );
+    }
     for f in &failures {
         println!("\nFAILED {f}");
     }
