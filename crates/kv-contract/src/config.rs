@@ -57,6 +57,81 @@ pub enum Endpoint {
         /// The socket's path.
         path: PathBuf,
     },
+    /// A Redis Cluster, reached through any of its seed nodes (the rest of the topology
+    /// is discovered). `redis-cluster://host:port?node=host2:port2&node=...`.
+    Cluster {
+        /// The seed nodes: the URL's host first, then every `node=` in order.
+        nodes: Vec<NodeAddress>,
+    },
+    /// A primary found through Sentinel.
+    /// `redis-sentinel://host:26379?node=host2:26379&sentinelServiceName=mymaster`.
+    Sentinel {
+        /// The sentinels: the URL's host first, then every `node=` in order.
+        nodes: Vec<NodeAddress>,
+        /// The name the sentinels monitor the primary under (`sentinelServiceName`).
+        service: String,
+        /// The sentinels' own ACL user (`sentinelUsername`), if they need one; the URL's
+        /// user-info is for the data nodes.
+        sentinel_username: Option<String>,
+        /// The sentinels' own password (`sentinelPassword`).
+        sentinel_password: Option<Password>,
+    },
+}
+
+/// One TCP node of a cluster or sentinel set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeAddress {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for NodeAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The default port of a sentinel.
+pub const SENTINEL_PORT: u16 = 26379;
+
+/// Parses a `node=` value: `host:port`, `[v6]:port`, or a host alone with `default_port`.
+fn parse_node(value: &str, default_port: u16, shown: &str) -> KvResult<NodeAddress> {
+    let bad = || {
+        KvError::invalid_config(format!(
+            "node {value:?} in server URL {shown} is not host:port"
+        ))
+    };
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err(bad()),
+        }
+    } else {
+        match value.rsplit_once(':') {
+            Some((host, _)) if host.contains(':') => return Err(bad()),
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        }
+    };
+    if host.is_empty() || host.contains(['/', '@', '?', '#', ' ']) {
+        return Err(bad());
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
+    };
+    Ok(NodeAddress {
+        host: host.to_owned(),
+        port,
+    })
 }
 
 /// A parsed server URL.
@@ -112,12 +187,26 @@ impl ServerAddress {
         }
         let mut database: Option<String> = None;
         let mut after_password = false;
+        let mut nodes: Vec<String> = Vec::new();
+        let mut service: Option<String> = None;
+        let mut sentinel_username: Option<String> = None;
+        let mut sentinel_password: Option<Password> = None;
         for (k, v) in parsed.query_pairs() {
             match &*k {
                 "db" => database = Some(v.into_owned()),
                 "user" | "username" => username = Some(v.into_owned()),
                 "pass" | "password" => password = Some(Password(v.into_owned())),
                 "protocol" | "resp" => {}
+                "node" => nodes.push(v.into_owned()),
+                "sentinelServiceName" | "service_name" | "service" => {
+                    service = Some(v.into_owned())
+                }
+                "sentinelUsername" | "sentinel_username" | "sentinel_user" => {
+                    sentinel_username = Some(v.into_owned())
+                }
+                "sentinelPassword" | "sentinel_password" => {
+                    sentinel_password = Some(Password(v.into_owned()))
+                }
                 // Probably the rest of a password with a raw `&`: not quoted.
                 _ if after_password => {
                     return Err(KvError::invalid_config(format!(
@@ -131,9 +220,79 @@ impl ServerAddress {
                     )))
                 }
             }
-            after_password = matches!(&*k, "pass" | "password");
+            after_password = QUERY_PASSWORDS.contains(&&*k);
+        }
+        let topology = Topology::of_scheme(parsed.scheme());
+        if topology != Topology::Cluster && topology != Topology::Sentinel && !nodes.is_empty() {
+            return Err(KvError::invalid_config(format!(
+                "server URL {shown} lists node= servers, but only redis-cluster:// and \
+                 redis-sentinel:// URLs take several nodes"
+            )));
+        }
+        if topology != Topology::Sentinel
+            && (service.is_some() || sentinel_username.is_some() || sentinel_password.is_some())
+        {
+            return Err(KvError::invalid_config(format!(
+                "server URL {shown} has sentinel parameters, but is not a redis-sentinel:// URL"
+            )));
         }
         let (endpoint, tls) = match parsed.scheme() {
+            scheme @ ("redis-cluster" | "rediss-cluster" | "valkey-cluster" | "valkeys-cluster"
+            | "redis-sentinel" | "rediss-sentinel" | "valkey-sentinel"
+            | "valkeys-sentinel") => {
+                let sentinel = topology == Topology::Sentinel;
+                let default_port = if sentinel { SENTINEL_PORT } else { 6379 };
+                let host = match parsed.host() {
+                    Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+                    Some(url::Host::Ipv4(ip)) => ip.to_string(),
+                    Some(url::Host::Ipv6(ip)) => ip.to_string(),
+                    _ => {
+                        return Err(KvError::invalid_config(format!(
+                            "server URL {shown} has no host; {ENCODING_ADVICE}"
+                        )))
+                    }
+                };
+                let mut all = vec![NodeAddress {
+                    host,
+                    port: parsed.port().unwrap_or(default_port),
+                }];
+                for node in &nodes {
+                    all.push(parse_node(node, default_port, &shown)?);
+                }
+                let path = parsed.path().trim_start_matches('/');
+                if !path.is_empty() {
+                    if database.is_some() {
+                        return Err(KvError::invalid_config(format!(
+                            "server URL {shown} names the database twice (path and ?db=)"
+                        )));
+                    }
+                    database = Some(path.to_owned());
+                }
+                let tls = scheme.starts_with("rediss") || scheme.starts_with("valkeys");
+                let endpoint = if sentinel {
+                    let service = service.take().filter(|s| !s.is_empty()).ok_or_else(|| {
+                        KvError::invalid_config(format!(
+                            "sentinel URL {shown} names no service: add \
+                             ?sentinelServiceName=<the name the sentinels monitor>"
+                        ))
+                    })?;
+                    Endpoint::Sentinel {
+                        nodes: all,
+                        service,
+                        sentinel_username: sentinel_username.take(),
+                        sentinel_password: sentinel_password.take(),
+                    }
+                } else {
+                    if database.as_deref().is_some_and(|db| db != "0") {
+                        return Err(KvError::invalid_config(format!(
+                            "cluster URL {shown} selects a database other than 0: Redis \
+                             Cluster has database 0 only"
+                        )));
+                    }
+                    Endpoint::Cluster { nodes: all }
+                };
+                (endpoint, tls)
+            }
             scheme @ ("redis" | "valkey" | "rediss" | "valkeys") => {
                 let host = match parsed.host() {
                     Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
@@ -175,7 +334,8 @@ impl ServerAddress {
             other => {
                 return Err(KvError::invalid_config(format!(
                     "unsupported URL scheme {other:?} in {shown}: use redis://, rediss://, \
-                     valkey://, valkeys://, redis+unix:// or unix://"
+                     valkey://, valkeys://, redis+unix://, unix://, redis-cluster:// \
+                     (rediss-cluster://) or redis-sentinel:// (rediss-sentinel://)"
                 )))
             }
         };
@@ -206,11 +366,38 @@ fn percent_decode(s: &str, shown: &str) -> KvResult<String> {
 
 /// Query keys whose values are credentials: their values may hold an `@` and are
 /// redacted (`pass`, `password`) wherever a URL is shown.
-const QUERY_CREDENTIALS: [&str; 4] = ["pass", "password", "user", "username"];
+const QUERY_CREDENTIALS: [&str; 8] = [
+    "pass",
+    "password",
+    "user",
+    "username",
+    "sentinelPassword",
+    "sentinel_password",
+    "sentinelUsername",
+    "sentinel_username",
+];
+
+/// Query parameters whose value is a password (redacted in messages).
+const QUERY_PASSWORDS: [&str; 4] = ["pass", "password", "sentinelPassword", "sentinel_password"];
 
 /// Every query parameter a server URL accepts.
-const QUERY_KEYS: [&str; 7] = [
-    "db", "user", "username", "pass", "password", "protocol", "resp",
+const QUERY_KEYS: [&str; 16] = [
+    "db",
+    "user",
+    "username",
+    "pass",
+    "password",
+    "protocol",
+    "resp",
+    "node",
+    "sentinelServiceName",
+    "service_name",
+    "service",
+    "sentinelUsername",
+    "sentinel_username",
+    "sentinelPassword",
+    "sentinel_password",
+    "sentinel_user",
 ];
 
 /// Where the user-info of `rest` (the URL after `scheme://`) ends: the byte index of the
@@ -323,7 +510,7 @@ pub fn redact_url(url: &str) -> String {
             let mut first = true;
             for pair in query.split('&') {
                 let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-                let is_password = key == "pass" || key == "password";
+                let is_password = QUERY_PASSWORDS.contains(&key);
                 if in_password && !is_password && !QUERY_KEYS.contains(&key) {
                     continue;
                 }
@@ -371,6 +558,70 @@ impl fmt::Display for ServerAddress {
                     self.database
                 )
             }
+            Endpoint::Cluster { nodes } => {
+                let scheme = if self.tls {
+                    "rediss-cluster"
+                } else {
+                    "redis-cluster"
+                };
+                write!(f, "{scheme}://{auth}")?;
+                write_nodes(f, nodes)
+            }
+            Endpoint::Sentinel {
+                nodes,
+                service,
+                sentinel_username,
+                sentinel_password,
+            } => {
+                let scheme = if self.tls {
+                    "rediss-sentinel"
+                } else {
+                    "redis-sentinel"
+                };
+                write!(f, "{scheme}://{auth}")?;
+                write_nodes(f, nodes)?;
+                let sep = if nodes.len() > 1 { '&' } else { '?' };
+                write!(f, "{sep}sentinelServiceName={service}&db={}", self.database)?;
+                if let Some(user) = sentinel_username {
+                    write!(f, "&sentinelUsername={user}")?;
+                }
+                if sentinel_password.is_some() {
+                    f.write_str("&sentinelPassword=***")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `first?node=second&node=third`.
+fn write_nodes(f: &mut fmt::Formatter<'_>, nodes: &[NodeAddress]) -> fmt::Result {
+    for (i, node) in nodes.iter().enumerate() {
+        match i {
+            0 => write!(f, "{node}")?,
+            1 => write!(f, "?node={node}")?,
+            _ => write!(f, "&node={node}")?,
+        }
+    }
+    Ok(())
+}
+
+/// What kind of deployment a URL scheme names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topology {
+    Single,
+    Cluster,
+    Sentinel,
+}
+
+impl Topology {
+    fn of_scheme(scheme: &str) -> Topology {
+        if scheme.ends_with("-cluster") {
+            Topology::Cluster
+        } else if scheme.ends_with("-sentinel") {
+            Topology::Sentinel
+        } else {
+            Topology::Single
         }
     }
 }
@@ -878,5 +1129,104 @@ mod tests {
             o.command_timeout,
             ConnectionOptions::DEFAULT_COMMAND_TIMEOUT
         );
+    }
+}
+
+#[cfg(test)]
+mod topology_url_tests {
+    use super::*;
+
+    fn node(host: &str, port: u16) -> NodeAddress {
+        NodeAddress {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn cluster_urls_list_seed_nodes() {
+        let a = ServerAddress::parse(
+            "redis-cluster://app:s3cret@10.0.0.1:7000?node=10.0.0.2:7001&node=[::1]:7002&node=h",
+        )
+        .unwrap();
+        assert_eq!(
+            a.endpoint,
+            Endpoint::Cluster {
+                nodes: vec![
+                    node("10.0.0.1", 7000),
+                    node("10.0.0.2", 7001),
+                    node("::1", 7002),
+                    node("h", 6379)
+                ]
+            }
+        );
+        assert!(!a.tls);
+        assert_eq!(a.username.as_deref(), Some("app"));
+        let shown = a.to_string();
+        assert_eq!(
+            shown,
+            "redis-cluster://app:***@10.0.0.1:7000?node=10.0.0.2:7001&node=[::1]:7002&node=h:6379"
+        );
+        assert_eq!(
+            ServerAddress::parse(&shown.replace("***", "s3cret")).unwrap(),
+            a
+        );
+        let tls = ServerAddress::parse("valkeys-cluster://c:7000").unwrap();
+        assert!(tls.tls);
+        let e = ServerAddress::parse("redis-cluster://c:7000/2").unwrap_err();
+        assert!(e.message().contains("database 0 only"), "{e}");
+        for bad in ["c:0", "c:x", "a:b:1", "[::1", "c/1:2", ""] {
+            let e =
+                ServerAddress::parse(&format!("redis-cluster://c:7000?node={bad}")).unwrap_err();
+            assert!(e.message().contains("is not host:port"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn sentinel_urls_name_the_service_and_sentinel_credentials() {
+        let a = ServerAddress::parse(
+            "redis-sentinel://:datapw@s1?node=s2:26380&sentinelServiceName=mymaster\
+             &sentinelUsername=watch&sentinelPassword=sentpw&db=3",
+        )
+        .unwrap();
+        match &a.endpoint {
+            Endpoint::Sentinel {
+                nodes,
+                service,
+                sentinel_username,
+                sentinel_password,
+            } => {
+                assert_eq!(nodes, &vec![node("s1", 26379), node("s2", 26380)]);
+                assert_eq!(service, "mymaster");
+                assert_eq!(sentinel_username.as_deref(), Some("watch"));
+                assert_eq!(
+                    sentinel_password.as_ref().map(Password::expose),
+                    Some("sentpw")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(a.password.as_ref().map(Password::expose), Some("datapw"));
+        assert_eq!(a.database, 3);
+        let shown = a.to_string();
+        assert!(
+            !shown.contains("datapw") && !shown.contains("sentpw"),
+            "{shown}"
+        );
+        assert!(!format!("{a:?}").contains("sentpw"));
+        let raw = "redis-sentinel://s1?sentinelServiceName=m&sentinelPassword=sentpw";
+        assert!(!redact_url(raw).contains("sentpw"), "{}", redact_url(raw));
+        let e = ServerAddress::parse("redis-sentinel://s1").unwrap_err();
+        assert!(e.message().contains("sentinelServiceName"), "{e}");
+        let alias = ServerAddress::parse("rediss-sentinel://s1?service_name=m").unwrap();
+        assert!(alias.tls);
+    }
+
+    #[test]
+    fn topology_parameters_belong_to_their_schemes() {
+        let e = ServerAddress::parse("redis://h?node=h2:1").unwrap_err();
+        assert!(e.message().contains("node="), "{e}");
+        let e = ServerAddress::parse("redis-cluster://h?sentinelServiceName=m").unwrap_err();
+        assert!(e.message().contains("sentinel parameters"), "{e}");
     }
 }

@@ -64,7 +64,7 @@ pub mod ttl;
 pub mod wire;
 
 pub use breaker::{BreakerOptions, CircuitBreaker};
-pub use config::{ConnectionOptions, Endpoint, Password, ServerAddress};
+pub use config::{ConnectionOptions, Endpoint, NodeAddress, Password, ServerAddress};
 pub use error::{ErrorKind, KvError, KvResult};
 pub use health::{ServerHealth, ServerInfo};
 pub use keys::{KeyCodec, LockKeys, Namespace, NamespaceName, Prefix, DEFAULT_PREFIX};
