@@ -117,6 +117,41 @@ impl Topology {
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
+/// What every [`unique_prefix`] starts with: the key pattern of the test app user.
+pub const PREFIX_ROOT: &str = "ct";
+/// The least-privilege user the server topologies connect as (see [`app_url`]).
+pub const APP_USER: &str = "rustauth-app";
+
+/// The URL the storage cases' stores connect with: on a server this process started, as
+/// [`APP_USER`], created with `kv_contract::acl::app_user_rule` for [`PREFIX_ROOT`] — so
+/// every storage, rate-limit, session and lock case proves the documented ACL suffices
+/// and that no key outside the prefix is touched. On an external server
+/// (`RUSTAUTH_REDIS_URL`), its URL as given (we do not create users there).
+pub async fn app_url() -> String {
+    static URL: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    URL.get_or_init(|| async {
+        let shared = server::shared();
+        let server::SharedServer::Own(own) = shared else {
+            return shared.url();
+        };
+        let password = format!("app-{}", std::process::id());
+        let probe = Probe::connect(&own.url()).await;
+        let root = Prefix::new(PREFIX_ROOT).expect("a valid prefix");
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER")
+            .arg(APP_USER)
+            .arg("reset")
+            .arg(format!(">{password}"));
+        for rule in kv_contract::acl::app_user_rule(&root) {
+            cmd.arg(rule);
+        }
+        let _: () = probe.command(&cmd).await;
+        format!("redis://{APP_USER}:{password}@127.0.0.1:{}", own.port())
+    })
+    .await
+    .clone()
+}
+
 /// A prefix no other case (in this or another process on the same server) uses.
 pub fn unique_prefix(case: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -124,7 +159,7 @@ pub fn unique_prefix(case: &str) -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!(
-        "ct{}x{}x{}:{case}:",
+        "{PREFIX_ROOT}{}x{}x{}:{case}:",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed),
         nanos
@@ -175,7 +210,7 @@ impl Ctx {
             .expect("valid test prefix");
         let (place, probe) = if topology.needs_server() {
             let url = server::shared().url();
-            let conn_options = ConnectionOptions::from_url(&url).expect("server URL");
+            let conn_options = ConnectionOptions::from_url(&app_url().await).expect("server URL");
             let a = topology.a.connect(&conn_options).await.unwrap_or_else(|e| {
                 panic!(
                     "{} cannot connect to {}: {e}",

@@ -108,6 +108,7 @@ macro_rules! for_each_connection_case {
             faults::connect_errors_say_where,
             faults::connections_close_on_drop_and_close,
             facade::bundle_shares_one_connection_and_prefix,
+            acl::acl_user_is_confined_to_its_prefix,
         }
     };
 }

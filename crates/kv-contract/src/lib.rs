@@ -4,6 +4,7 @@
 //!
 //! | module | what it owns |
 //! |---|---|
+//! | [`acl`] | the least-privilege ACL rule of an app user: its key pattern and commands |
 //! | [`keys`] | the key codec `{prefix}secondary:{key}`, prefix validation |
 //! | [`ttl`] | the TTL table (`None` = no expiry, `Some(0)` = delete) |
 //! | [`glob`] | SCAN `MATCH` escaping |
@@ -43,6 +44,7 @@
 //!
 //! Minimum server version: Redis 6.2 or Valkey 7.2 (`GETDEL`, `SET ... KEEPTTL`).
 
+pub mod acl;
 pub mod admin;
 pub mod breaker;
 pub mod config;

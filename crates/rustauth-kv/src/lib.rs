@@ -81,3 +81,13 @@ pub use rustauth_redis::RedisConnection;
 pub use fred;
 #[cfg(feature = "fred")]
 pub use rustauth_fred::FredConnection;
+
+/// The workspace README's example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct WorkspaceReadme;
+
+/// This crate's README, compiled as a doctest too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadme;

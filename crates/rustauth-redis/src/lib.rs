@@ -274,8 +274,3 @@ fn map_error(e: redis::RedisError, server: &str) -> KvError {
     };
     KvError::with_source(kind, message, e)
 }
-
-/// The workspace README's example, compiled as a doctest so it cannot rot.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeExample;

@@ -8,6 +8,7 @@
 //! fred, and both mixes). Connection cases take a [`BackendKind`],
 //! start the servers they need, and run on the two server backends.
 
+pub mod acl;
 pub mod atomic;
 pub mod basic;
 pub mod connection;
