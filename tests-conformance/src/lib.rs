@@ -20,6 +20,8 @@
 
 pub mod cases;
 pub mod cluster_guard;
+#[cfg(feature = "testcontainers")]
+pub mod containers;
 pub mod context;
 pub mod fault;
 pub mod probe;

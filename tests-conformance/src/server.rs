@@ -476,6 +476,9 @@ pub enum SharedServer {
     Own(RedisServer),
     /// A server named by `RUSTAUTH_REDIS_URL`.
     External(String),
+    /// A container of the image named by `RUSTAUTH_REDIS_IMAGE` (feature `testcontainers`).
+    #[cfg(feature = "testcontainers")]
+    Container(std::sync::Mutex<crate::containers::ContainerServer>),
 }
 
 impl SharedServer {
@@ -484,6 +487,8 @@ impl SharedServer {
         match self {
             SharedServer::Own(s) => s.url(),
             SharedServer::External(url) => url.clone(),
+            #[cfg(feature = "testcontainers")]
+            SharedServer::Container(c) => c.lock().map(|c| c.url().to_owned()).unwrap_or_default(),
         }
     }
 
@@ -491,7 +496,7 @@ impl SharedServer {
     pub fn log_tail(&self) -> Option<String> {
         match self {
             SharedServer::Own(s) => Some(s.log_tail(30)),
-            SharedServer::External(_) => None,
+            _ => None,
         }
     }
 }
@@ -510,10 +515,27 @@ pub fn try_shared() -> Result<&'static SharedServer, String> {
     SHARED
         .get_or_init(|| match std::env::var(URL_ENV) {
             Ok(url) if !url.is_empty() => Ok(SharedServer::External(url)),
-            _ => RedisServer::start().map(SharedServer::Own),
+            _ => match std::env::var("RUSTAUTH_REDIS_IMAGE") {
+                Ok(image) if !image.is_empty() => container(&image),
+                _ => RedisServer::start().map(SharedServer::Own),
+            },
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+#[cfg(feature = "testcontainers")]
+fn container(image: &str) -> Result<SharedServer, String> {
+    crate::containers::start(image).map(|c| SharedServer::Container(std::sync::Mutex::new(c)))
+}
+
+#[cfg(not(feature = "testcontainers"))]
+fn container(image: &str) -> Result<SharedServer, String> {
+    Err(format!(
+        "RUSTAUTH_REDIS_IMAGE={image} asks for a container, but tests-conformance was built \
+         without its `testcontainers` feature (cargo test -p tests-conformance --features \
+         testcontainers)"
+    ))
 }
 
 /// [`try_shared`], panicking with how to provide a server when there is none: a test

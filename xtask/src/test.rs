@@ -39,6 +39,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         ],
         &envs,
     )?;
+    eprintln!("xtask: building the optional testcontainers path of the harness…");
+    crate::cargo(&[
+        "build",
+        "-p",
+        "tests-conformance",
+        "--features",
+        "testcontainers",
+        "--tests",
+    ])?;
     matrix(default.as_ref().map(|(_, bin)| bin.as_path()))
 }
 

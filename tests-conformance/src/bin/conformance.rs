@@ -2,7 +2,9 @@
 //! topology against one Redis server (its own, or `--url`), prints a case × backend table
 //! and the measurements, and ends with `N passed, M failed`. Exits non-zero on a failure.
 //!
-//! Usage: `conformance [--url redis://...] [--case SUBSTRING] [--results FILE]`
+//! Usage: `conformance [--url redis://...] [--server-bin PATH] [--case SUBSTRING]
+//! [--results FILE]` (`--server-bin`: the `redis-server`/`valkey-server` every topology
+//! starts, like `RUSTAUTH_REDIS_SERVER`)
 //!
 //! `--results FILE` also writes one line per cell, `case<TAB>topology<TAB>status` with
 //! status `pass`, `fail`, `not-run` or `n/a`, for `cargo xtask parity`.
@@ -31,10 +33,16 @@ fn parse_args() -> Result<Args, String> {
             "--url" => args.url = Some(it.next().ok_or("--url needs a value")?),
             "--case" => args.filter = Some(it.next().ok_or("--case needs a value")?),
             "--results" => args.results = Some(it.next().ok_or("--results needs a file")?.into()),
+            "--server-bin" => {
+                let bin = it.next().ok_or("--server-bin needs a path")?;
+                // Read by the harness (`server::server_binary`) for every topology; set
+                // before any thread or server starts.
+                std::env::set_var(server::BIN_ENV, bin);
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: conformance [--url redis://host:port] [--case SUBSTRING] \
-                     [--results FILE]"
+                    "usage: conformance [--url redis://host:port] [--server-bin PATH] \
+                     [--case SUBSTRING] [--results FILE]"
                 );
                 std::process::exit(0);
             }
@@ -191,7 +199,8 @@ async fn main() -> ExitCode {
         println!("\n{not_run} cells NOT RUN: {server_note}");
     }
     println!("\n{passed} passed, {failed} failed");
-    if failed > 0 {
+    // Cells that could not run are a failure of the run, never a silent pass.
+    if failed > 0 || not_run > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
