@@ -299,6 +299,7 @@ impl CircuitBreaker {
                 m.probe_in_flight = true;
                 bump(&counters.probes);
                 tracing::info!("circuit breaker half-open: probing the server");
+                crate::observe::breaker_counted("half_open");
                 true
             }
         };
@@ -353,14 +354,14 @@ impl CircuitBreaker {
             (true, Some(true)) => {
                 bump(&counters.failures);
                 open(&mut m, self.inner.clock.now_ms());
-                tracing::warn!("circuit breaker probe failed: open again");
+                crate::observe::breaker_transition("open", "the probe failed");
             }
             (true, Some(false)) => {
                 m.state = BreakerState::Closed;
                 m.consecutive_failures = 0;
                 m.probe_in_flight = false;
                 bump(&counters.closed);
-                tracing::info!("circuit breaker closed: the server answers again");
+                crate::observe::breaker_transition("closed", "the server answers again");
             }
             (false, Some(true)) => {
                 bump(&counters.failures);
@@ -368,10 +369,9 @@ impl CircuitBreaker {
                     m.consecutive_failures += 1;
                     if m.consecutive_failures >= self.inner.options.failure_threshold {
                         open(&mut m, self.inner.clock.now_ms());
-                        tracing::warn!(
-                            failures = m.consecutive_failures,
-                            "circuit breaker open: not calling the server for {:?}",
-                            self.inner.options.cool_down
+                        crate::observe::breaker_transition(
+                            "open",
+                            "consecutive unavailability errors reached the threshold",
                         );
                     }
                 }

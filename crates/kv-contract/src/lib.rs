@@ -16,6 +16,7 @@
 //! | [`storage`] | the [`SecondaryStorage`] trait and its options |
 //! | [`server`] | [`ServerStorage`]: the trait on any Redis connection |
 //! | [`memory`] | [`MemoryStorage`]: the executable spec and embedded default |
+//! | [`observe`] | OpenTelemetry-named spans, `metrics` counters, loud degradation events |
 //! | [`health`] | `PING` latency, `INFO server` (Redis/Valkey, version, mode), the minimum-version check |
 //! | [`breaker`] | [`CircuitBreaker`]: stop calling an unavailable server, probe, recover |
 //! | [`resilient`] | wrappers that degrade by policy (fail, skip, fall back) while Redis is down |
@@ -55,6 +56,7 @@ pub mod health;
 pub mod keys;
 pub mod lock;
 pub mod memory;
+pub mod observe;
 pub mod rate_limit;
 pub mod resilient;
 pub mod script;

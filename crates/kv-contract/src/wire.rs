@@ -288,10 +288,7 @@ pub async fn eval(
     let sha = Bytes::copy_from_slice(script.sha1().as_bytes());
     let result = match conn.execute(build("EVALSHA", sha)).await {
         Err(e) if e.is_noscript() => {
-            tracing::debug!(
-                script = script.name(),
-                "NOSCRIPT: sending the source with EVAL"
-            );
+            crate::observe::script_reloaded(script.name());
             conn.execute(build(
                 "EVAL",
                 Bytes::from_static(script.source().as_bytes()),

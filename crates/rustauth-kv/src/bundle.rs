@@ -4,6 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kv_contract::observe::{
+    ObservedConnection, ObservedLock, ObservedRateLimiter, ObservedSessionIndex, ObservedStorage,
+};
 use kv_contract::{
     ConnectionOptions, KvResult, Lock, MemoryKeyspace, MemoryLock, MemoryRateLimiter,
     MemorySessionIndex, MemoryStorage, Prefix, RateLimiter, SecondaryStorage, ServerLock,
@@ -107,10 +110,13 @@ impl Kv {
                 connection: None,
                 keyspace: Some(keyspace),
                 health: Health::new(None, Duration::from_secs(1)),
-                storage: Arc::new(storage),
-                rate_limiter: Arc::new(rate_limiter),
-                sessions: Arc::new(sessions),
-                lock: Arc::new(lock),
+                storage: Arc::new(ObservedStorage::new(Arc::new(storage))),
+                rate_limiter: Arc::new(ObservedRateLimiter::new(
+                    Arc::new(rate_limiter),
+                    options.rate_limiter().algorithm.name(),
+                )),
+                sessions: Arc::new(ObservedSessionIndex::new(Arc::new(sessions))),
+                lock: Arc::new(ObservedLock::new(Arc::new(lock))),
             }),
         }
     }
@@ -129,6 +135,11 @@ impl Kv {
             .map_or(ConnectionOptions::DEFAULT_COMMAND_TIMEOUT, |c| {
                 c.command_timeout
             });
+        // Every command gets its client span and duration (see `kv_contract::observe`).
+        let conn: SharedConnection = match options.connection() {
+            Some(c) => Arc::new(ObservedConnection::new(conn, &c.server)),
+            None => conn,
+        };
         Kv {
             inner: Arc::new(Inner {
                 backend: options.backend(),
@@ -137,16 +148,24 @@ impl Kv {
                 connection: Some(conn.clone()),
                 keyspace: None,
                 health: Health::new(Some(conn.clone()), timeout),
-                storage: Arc::new(ServerStorage::new(conn.clone(), options.storage().clone())),
-                rate_limiter: Arc::new(ServerRateLimiter::new(
+                storage: Arc::new(ObservedStorage::new(Arc::new(ServerStorage::new(
                     conn.clone(),
-                    options.rate_limiter().clone(),
+                    options.storage().clone(),
+                )))),
+                rate_limiter: Arc::new(ObservedRateLimiter::new(
+                    Arc::new(ServerRateLimiter::new(
+                        conn.clone(),
+                        options.rate_limiter().clone(),
+                    )),
+                    options.rate_limiter().algorithm.name(),
                 )),
-                sessions: Arc::new(ServerSessionIndex::new(
-                    conn.clone(),
-                    options.sessions().clone(),
-                )),
-                lock: Arc::new(ServerLock::new(conn, options.lock().clone())),
+                sessions: Arc::new(ObservedSessionIndex::new(Arc::new(
+                    ServerSessionIndex::new(conn.clone(), options.sessions().clone()),
+                ))),
+                lock: Arc::new(ObservedLock::new(Arc::new(ServerLock::new(
+                    conn,
+                    options.lock().clone(),
+                )))),
             }),
         }
     }

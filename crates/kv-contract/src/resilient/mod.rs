@@ -164,10 +164,12 @@ impl<F> Degradation<F> {
         match (&self.on_unavailable, skipped) {
             (OnUnavailable::Skip, Some(skipped)) => {
                 self.breaker.note_skipped();
+                crate::observe::degraded("skip", "resilient", Some(unavailable.message()));
                 Ok(skipped())
             }
             (OnUnavailable::Fallback(store), _) => {
                 self.breaker.note_fallback();
+                crate::observe::degraded("fallback", "resilient", Some(unavailable.message()));
                 fallback(store).await
             }
             _ => Err(unavailable),
