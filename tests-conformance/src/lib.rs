@@ -18,6 +18,7 @@
 //! `tests/it` turns the lists into one `#[tokio::test]` per case and topology, and the
 //! `conformance` binary (behind `cargo xtask conformance`) into a table.
 
+pub mod capture;
 pub mod cases;
 pub mod cluster_guard;
 #[cfg(feature = "testcontainers")]
@@ -111,6 +112,7 @@ macro_rules! for_each_connection_case {
             faults::connections_close_on_drop_and_close,
             facade::bundle_shares_one_connection_and_prefix,
             acl::acl_user_is_confined_to_its_prefix,
+            observe::spans_metrics_and_degradation_events,
         }
     };
 }

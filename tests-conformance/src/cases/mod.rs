@@ -17,6 +17,7 @@ pub mod faults;
 pub mod health;
 pub mod lock;
 pub mod namespace;
+pub mod observe;
 pub mod rate_limit;
 pub mod resilience;
 pub mod sessions;
