@@ -82,26 +82,30 @@ pub(super) fn error_type(e: &KvError) -> String {
 impl<C: Connection + ?Sized> Connection for ObservedConnection<C> {
     async fn execute(&self, command: Command) -> KvResult<Reply> {
         let name = command.name();
-        let stored_procedure = script_name(&command);
-        let batch = MULTI_KEY
-            .contains(&name)
-            .then(|| command.args().len())
-            .filter(|n| *n > 1);
         let span = tracing::info_span!(
             "redis.command",
             otel.name = name,
             otel.kind = "client",
             db.system.name = "redis",
             db.operation.name = name,
-            db.stored_procedure.name = stored_procedure,
+            db.stored_procedure.name = tracing::field::Empty,
             db.namespace = %self.namespace,
             server.address = %self.address,
             server.port = self.port,
-            db.operation.batch.size = batch,
+            db.operation.batch.size = tracing::field::Empty,
             db.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
+        // Only an enabled span pays for the script lookup.
+        if !span.is_disabled() {
+            if let Some(script) = script_name(&command) {
+                span.record("db.stored_procedure.name", script);
+            }
+            if MULTI_KEY.contains(&name) && command.args().len() > 1 {
+                span.record("db.operation.batch.size", command.args().len());
+            }
+        }
         let started = Instant::now();
         let result = self.inner.execute(command).instrument(span.clone()).await;
         let seconds = started.elapsed().as_secs_f64();
