@@ -18,7 +18,6 @@
 //! `tests/it` turns the lists into one `#[tokio::test]` per case and topology, and the
 //! `conformance` binary (behind `cargo xtask conformance`) into a table.
 
-pub mod capture;
 pub mod cases;
 pub mod cluster_guard;
 #[cfg(feature = "testcontainers")]

@@ -51,20 +51,7 @@ fn main() -> ExitCode {
 
 /// Runs `cargo` with `args` in the workspace root, inheriting stdout and stderr.
 pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("xtask has no parent directory")?;
-    let status = Command::new(&cargo)
-        .args(args)
-        .current_dir(root)
-        .status()
-        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
-    }
+    cargo_env(args, &[])
 }
 
 /// Runs `cargo` with `args` and the extra environment `envs`, like [`cargo`].

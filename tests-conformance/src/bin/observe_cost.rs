@@ -34,13 +34,13 @@ struct Target {
 
 async fn run(target: &Target, consume: bool, n: usize, tasks: usize) -> f64 {
     let next = Arc::new(AtomicUsize::new(0));
-    let rule = RateLimitRule::new(Duration::from_secs(600), 10_000_000).expect("a rule no run exhausts");
+    let rule =
+        RateLimitRule::new(Duration::from_secs(600), 10_000_000).expect("a rule no run exhausts");
     let started = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..tasks {
         let (storage, limiter, next) =
             (target.storage.clone(), target.limiter.clone(), next.clone());
-        let rule = rule.clone();
         handles.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < n {
                 if consume {

@@ -10,9 +10,9 @@ use kv_contract::{BreakerOptions, CircuitBreaker};
 use rustauth_kv::{Backend, Kv, KvOptions};
 
 use super::connection::start;
-use crate::capture::{metric, observed, Captured};
 use crate::context::{unique_prefix, BackendKind};
 use crate::server::ServerConfig;
+use kv_contract::observe::capture::{metric, observed, Captured};
 
 /// Names and attributes of command spans (server address and port, script names), store
 /// spans and metrics on a live server; then, with the server SIGSTOPped, the breaker

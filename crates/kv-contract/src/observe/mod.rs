@@ -14,6 +14,8 @@
 //! users of the parts wrap their connection and stores themselves. `docs/observability.md`
 //! lists every span, attribute, metric and event.
 
+#[cfg(any(test, feature = "capture"))]
+pub mod capture;
 mod connection;
 mod stores;
 

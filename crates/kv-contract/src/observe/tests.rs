@@ -2,19 +2,10 @@
 //! labels, degradation events — and that no key, token, value or user id ever reaches
 //! a span or an event.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::Layer;
-
+use super::capture::{metric, Captured, Metric};
 use super::*;
 use crate::config::ServerAddress;
 use crate::error::{ErrorKind, KvError, KvResult};
@@ -25,127 +16,14 @@ use crate::storage::{SecondaryStorage, StorageOptions};
 use crate::wire::{Command, Connection, Reply};
 use crate::{Lock, LockOptions, MemoryLock, MemoryRateLimiter, MemorySessionIndex, MemoryStorage};
 use crate::{ServerRateLimiter, ServerStorage};
+use async_trait::async_trait;
 
-/// One span or event as captured: its name (or target, for events) and its fields.
-#[derive(Debug, Clone)]
-struct Captured {
-    kind: &'static str,
-    name: String,
-    target: String,
-    level: tracing::Level,
-    fields: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Captured>>>);
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(
-            field.name().to_owned(),
-            format!("{value:?}").trim_matches('"').to_owned(),
-        );
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
-        let mut fields = BTreeMap::new();
-        attrs.record(&mut Fields(&mut fields));
-        fields.insert("#id".into(), id.into_u64().to_string());
-        self.0.lock().unwrap().push(Captured {
-            kind: "span",
-            name: attrs.metadata().name().to_owned(),
-            target: attrs.metadata().target().to_owned(),
-            level: *attrs.metadata().level(),
-            fields,
-        });
-    }
-    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
-        let mut all = self.0.lock().unwrap();
-        let id = id.into_u64().to_string();
-        if let Some(span) = all
-            .iter_mut()
-            .rev()
-            .find(|c| c.kind == "span" && c.fields.get("#id") == Some(&id))
-        {
-            values.record(&mut Fields(&mut span.fields));
-        }
-    }
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let mut fields = BTreeMap::new();
-        event.record(&mut Fields(&mut fields));
-        self.0.lock().unwrap().push(Captured {
-            kind: "event",
-            name: event.metadata().name().to_owned(),
-            target: event.metadata().target().to_owned(),
-            level: *event.metadata().level(),
-            fields,
-        });
-    }
-}
-
-/// One recorded metric: name, labels, value (a histogram's value is its sample count).
-type Metric = (String, Vec<(String, String)>, f64);
-
-/// Runs `work` on a current-thread runtime with the capturing subscriber and a debugging
-/// recorder installed for this thread; returns what they saw.
 fn observe<F, Fut>(work: F) -> (Vec<Captured>, Vec<Metric>)
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    tracing::subscriber::with_default(subscriber, || {
-        metrics::with_local_recorder(&recorder, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .unwrap()
-                .block_on(work())
-        })
-    });
-    let metrics = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
-            let labels = key
-                .key()
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            let v = match value {
-                DebugValue::Counter(n) => n as f64,
-                DebugValue::Gauge(g) => g.into_inner(),
-                DebugValue::Histogram(h) => h.len() as f64,
-            };
-            (key.key().name().to_owned(), labels, v)
-        })
-        .collect();
-    let seen = capture.0.lock().unwrap().clone();
-    (seen, metrics)
-}
-
-fn metric(metrics: &[Metric], name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|(_, _, v)| v)
-        .sum()
+    super::capture::observed_sync(work)
 }
 
 /// A server that answers from a function of the command.

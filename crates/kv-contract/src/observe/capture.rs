@@ -1,5 +1,6 @@
-//! A capturing `tracing` subscriber and `metrics` recorder for the observability cases:
-//! everything emitted inside [`observed`] is returned for assertions.
+//! A capturing `tracing` subscriber and `metrics` recorder, for tests of what the stores
+//! emit (feature `capture`, and this crate's own tests): everything emitted inside
+//! [`observed`] (on a runtime of its own) or [`observed_sync`] is returned.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -92,7 +93,18 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,
 {
-    tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || observed_sync(work))
+        .await
+        .expect("the observed work panicked")
+}
+
+/// [`observed`] from synchronous code: blocks this thread until `work` is done.
+pub fn observed_sync<F, Fut>(work: F) -> (Vec<Captured>, Vec<Metric>)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    {
         let capture = Capture::default();
         let subscriber = tracing_subscriber::registry().with(capture.clone());
         let recorder = DebuggingRecorder::new();
@@ -126,9 +138,7 @@ where
             .collect();
         let seen = capture.0.lock().unwrap().clone();
         (seen, metrics)
-    })
-    .await
-    .expect("the observed work panicked")
+    }
 }
 
 /// The sum of the metric `name` over series whose labels include `labels`.
