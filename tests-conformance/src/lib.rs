@@ -25,6 +25,7 @@ pub mod fault;
 pub mod probe;
 pub mod report;
 pub mod run;
+pub mod sentinel;
 pub mod server;
 
 pub use context::{BackendKind, Ctx, Topology};

@@ -76,6 +76,9 @@ pub async fn storage(
         case(ctx).await
     });
     run(fut, || {
+        if topology.is_sentinel() {
+            return crate::sentinel::shared_log_tail();
+        }
         topology
             .needs_server()
             .then(|| server::shared().log_tail())

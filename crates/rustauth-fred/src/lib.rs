@@ -42,6 +42,8 @@ use fred::types::{ClusterHash, CustomCommand, Resp3Frame, Value};
 use kv_contract::config::Endpoint;
 use kv_contract::{Command, Connection, ConnectionOptions, ErrorKind, KvError, KvResult, Reply};
 
+mod sentinel;
+
 /// The fred version this crate is built on, re-exported.
 pub use fred;
 
@@ -108,6 +110,7 @@ impl FredConnection {
                 server: tcp_server(host, *port, address.tls),
             },
             Endpoint::Unix { path } => ServerConfig::Unix { path: path.clone() },
+            Endpoint::Sentinel { .. } => sentinel::server_config(address)?,
             other => {
                 return Err(KvError::invalid_config(format!(
                     "rustauth-fred does not support endpoint {other:?}"
@@ -175,7 +178,7 @@ impl FredConnection {
     }
 }
 
-fn tcp_server(host: &str, port: u16, tls: bool) -> Server {
+pub(crate) fn tcp_server(host: &str, port: u16, tls: bool) -> Server {
     #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
     if tls {
         return Server::new_with_tls(host, port, Some(host.to_owned()));
