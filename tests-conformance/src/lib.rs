@@ -112,3 +112,15 @@ macro_rules! for_each_connection_case {
         }
     };
 }
+
+/// Calls `$m!` with every Sentinel failover case as `module::name`; they run per backend
+/// through Sentinel (`redis-sentinel`, `fred-sentinel`), each on its own deployment.
+#[macro_export]
+macro_rules! for_each_sentinel_case {
+    ($m:ident) => {
+        $m! {
+            sentinel::sentinel_failover_graceful,
+            sentinel::sentinel_failover_primary_killed,
+        }
+    };
+}

@@ -102,6 +102,7 @@ pub struct SentinelDeployment {
     data: Mutex<Vec<Process>>,
     data_ports: Vec<u16>,
     sentinels: Vec<Process>,
+    min_replicas_to_write: u32,
 }
 
 impl std::fmt::Debug for SentinelDeployment {
@@ -145,6 +146,14 @@ pub fn role(port: u16) -> Result<String, String> {
 impl SentinelDeployment {
     /// Starts the deployment and waits until it is settled.
     pub fn start() -> Result<SentinelDeployment, String> {
+        Self::start_with(0)
+    }
+
+    /// [`start`](Self::start) with `min-replicas-to-write` set on every data node: a
+    /// primary with fewer replicas connected refuses writes (`NOREPLICAS`). With as many as
+    /// there are replicas, the old primary refuses writes from the promotion on, but so does
+    /// the new one until the sentinels demote the old one and it resyncs.
+    pub fn start_with(min_replicas_to_write: u32) -> Result<SentinelDeployment, String> {
         let bin = server::server_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("rustauth-sentinel-")
@@ -155,7 +164,13 @@ impl SentinelDeployment {
         for i in 0..3 {
             let port = free_port()?;
             let replica_of = (i > 0).then(|| data_ports[0]);
-            data.push(Self::spawn_data(&bin, dir.path(), port, replica_of)?);
+            data.push(Self::spawn_data(
+                &bin,
+                dir.path(),
+                port,
+                replica_of,
+                min_replicas_to_write,
+            )?);
             data_ports.push(port);
             wait_ping(port, Duration::from_secs(10))?;
         }
@@ -187,6 +202,7 @@ impl SentinelDeployment {
         let deployment = SentinelDeployment {
             dir,
             bin,
+            min_replicas_to_write,
             data: Mutex::new(data),
             data_ports,
             sentinels,
@@ -200,6 +216,7 @@ impl SentinelDeployment {
         dir: &Path,
         port: u16,
         replica_of: Option<u16>,
+        min_replicas_to_write: u32,
     ) -> Result<Process, String> {
         let ndir = dir.join(format!("node-{port}"));
         std::fs::create_dir_all(&ndir).map_err(|e| e.to_string())?;
@@ -222,6 +239,11 @@ impl SentinelDeployment {
             // Replicas answer reads only while in sync with their primary.
             "--replica-serve-stale-data",
             "no",
+            // Replicas sync at once (the default waits 5 s for more replicas).
+            "--repl-diskless-sync-delay",
+            "0",
+            "--min-replicas-to-write",
+            &min_replicas_to_write.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -372,7 +394,13 @@ impl SentinelDeployment {
 
     /// Restarts the data node on `port` (killed before) as a replica of `primary`, empty.
     pub fn restart_as_replica(&self, port: u16, primary: u16) -> Result<(), String> {
-        let process = Self::spawn_data(&self.bin, self.dir.path(), port, Some(primary))?;
+        let process = Self::spawn_data(
+            &self.bin,
+            self.dir.path(),
+            port,
+            Some(primary),
+            self.min_replicas_to_write,
+        )?;
         let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
         data.retain(|p| p.port != port);
         data.push(process);

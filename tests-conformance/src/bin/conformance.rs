@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 
-use tests_conformance::run::{self, CONNECTION_CASES, STORAGE_CASES};
+use tests_conformance::run::{self, CONNECTION_CASES, SENTINEL_CASES, STORAGE_CASES};
 use tests_conformance::server;
 use tests_conformance::{report, BackendKind, Topology};
 
@@ -126,6 +126,22 @@ async fn main() -> ExitCode {
         }
         rows.push((name.to_string(), cells));
     }
+    for (name, case) in SENTINEL_CASES.iter().filter(|(n, _)| selected(n)) {
+        let mut cells = Vec::new();
+        for topology in Topology::ALL {
+            cells.push(if topology.a != topology.b || !topology.is_sentinel() {
+                Cell::NotApplicable
+            } else if server::server_binary().is_err() {
+                Cell::NotRun
+            } else {
+                match run::connection(topology.a, *case).await {
+                    Ok(_) => Cell::Pass,
+                    Err(e) => Cell::Fail(e),
+                }
+            });
+        }
+        rows.push((name.to_string(), cells));
+    }
 
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
     print!("{:width$}", "case");
@@ -167,7 +183,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    println!("\n(n/a: connection cases concern the server backends only; they run per backend.)");
+    println!(
+        "\n(n/a: connection cases concern the server backends only; they run per backend; \
+         sentinel failover cases run per backend through Sentinel.)"
+    );
     if no_tls {
         let bin = server::server_binary()
             .map(|b| b.display().to_string())

@@ -18,6 +18,7 @@ pub mod lock;
 pub mod namespace;
 pub mod rate_limit;
 pub mod resilience;
+pub mod sentinel;
 pub mod sessions;
 
 use std::ops::RangeInclusive;

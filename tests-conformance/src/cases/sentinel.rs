@@ -1,0 +1,426 @@
+//! Failover through Sentinel, per backend, under a bounded concurrent workload: a
+//! graceful `SENTINEL FAILOVER`, and SIGKILL of the primary. Each case starts its own
+//! deployment ([`SentinelDeployment`]), drives one client (never recreated) with
+//! [`TASKS`] tasks of set / get / consume, triggers the failover, and measures
+//!
+//! - the time from the trigger to the first acknowledged write that reached the new
+//!   primary (acknowledged after the sentinels named it, and found there at the end);
+//! - failed calls, by error kind;
+//! - acknowledged writes lost: written keys read back from the new primary once the
+//!   deployment settled. With asynchronous replication a SIGKILL may lose the last writes
+//!   (reported); after a graceful failover none may be lost, which is also the proof that
+//!   no demoted primary accepted a write (a write it accepted is not on the new primary).
+//!
+//! It asserts calls succeed again within [`RECOVERY_LIMIT`] of the trigger, that every
+//! call returned within the command timeout (plus slack), and that once settled every old
+//! data node, now a replica, holds no key of the case that the new primary lacks.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kv_contract::rate_limit::{RateLimitRule, RateLimiter, RateLimiterOptions, ServerRateLimiter};
+use kv_contract::{ConnectionOptions, SecondaryStorage, ServerStorage, StorageOptions};
+
+use crate::context::{unique_prefix, BackendKind};
+use crate::report;
+use crate::sentinel::{role, SentinelDeployment, SETTLE_LIMIT};
+
+/// Tasks in the workload.
+const TASKS: usize = 8;
+/// The clients' command timeout.
+const TIMEOUT: Duration = Duration::from_millis(500);
+/// How far past the timeout a call may return (a loaded 2-core machine).
+const SLACK: Duration = Duration::from_millis(250);
+/// Calls must succeed on the new primary within this of the trigger.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(15);
+/// How long calls must keep succeeding (after the switch) before the workload stops.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// How the failover is caused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// `SENTINEL FAILOVER <service>`.
+    Graceful,
+    /// SIGKILL of the primary.
+    KillPrimary,
+}
+
+/// One call of the workload.
+#[derive(Debug)]
+struct Call {
+    ended: Instant,
+    took: Duration,
+    /// The key written, for a successful set.
+    written: Option<String>,
+    /// The error kind, for a failed call.
+    error: Option<String>,
+}
+
+/// `SENTINEL FAILOVER` under load: calls succeed again on the new primary without a new
+/// client, and no acknowledged write is lost.
+pub async fn sentinel_failover_graceful(kind: BackendKind) {
+    failover_case(kind, Trigger::Graceful).await
+}
+
+/// SIGKILL of the primary under load: calls succeed again on the new primary without a new
+/// client; acknowledged writes lost are measured (asynchronous replication).
+pub async fn sentinel_failover_primary_killed(kind: BackendKind) {
+    failover_case(kind, Trigger::KillPrimary).await
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+async fn failover_case(kind: BackendKind, trigger: Trigger) {
+    let deployment = Arc::new(
+        blocking(SentinelDeployment::start)
+            .await
+            .unwrap_or_else(|e| panic!("cannot start a sentinel deployment: {e}")),
+    );
+    let old_primary = {
+        let d = deployment.clone();
+        blocking(move || d.primary_port()).await.expect("primary")
+    };
+    let options = ConnectionOptions::builder(deployment.url())
+        .connect_timeout(Duration::from_secs(2))
+        .command_timeout(TIMEOUT)
+        .reconnect_delays(Duration::from_millis(20), Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let conn = kind.connect(&options).await.unwrap_or_else(|e| {
+        panic!(
+            "{} cannot connect through sentinel: {e}\n{}",
+            kind.name(),
+            deployment.log_tail()
+        )
+    });
+    let prefix = unique_prefix("failover");
+    let storage = Arc::new(ServerStorage::new(
+        conn.clone(),
+        StorageOptions::builder()
+            .prefix(prefix.clone())
+            .build()
+            .unwrap(),
+    ));
+    let limiter = Arc::new(ServerRateLimiter::new(
+        conn.clone(),
+        RateLimiterOptions::builder()
+            .prefix(unique_prefix("failover-rl"))
+            .build()
+            .unwrap(),
+    ));
+    let rule = RateLimitRule::from_secs(600, 1_000_000).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(Mutex::new(Vec::<Call>::new()));
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (storage, limiter, stop, calls) = (
+            storage.clone(),
+            limiter.clone(),
+            stop.clone(),
+            calls.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                n += 1;
+                let key = format!("t{task}-{n}");
+                let started = Instant::now();
+                let set = storage.set(&key, "v".into(), None).await;
+                let record = |result: Result<(), String>, written: Option<String>| {
+                    let ended = Instant::now();
+                    calls.lock().unwrap().push(Call {
+                        ended,
+                        took: ended - started,
+                        written: result.is_ok().then_some(written).flatten(),
+                        error: result.err(),
+                    });
+                };
+                record(
+                    set.map_err(|e| e.kind().as_str().to_owned()),
+                    Some(key.clone()),
+                );
+                let started = Instant::now();
+                let got = storage.get(&key).await;
+                let ended = Instant::now();
+                calls.lock().unwrap().push(Call {
+                    ended,
+                    took: ended - started,
+                    written: None,
+                    error: got.err().map(|e| e.kind().as_str().to_owned()),
+                });
+                let started = Instant::now();
+                let consumed = limiter.consume("failover", &rule, 1).await;
+                let ended = Instant::now();
+                calls.lock().unwrap().push(Call {
+                    ended,
+                    took: ended - started,
+                    written: None,
+                    error: consumed.err().map(|e| e.kind().as_str().to_owned()),
+                });
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The failover.
+    let triggered = Instant::now();
+    {
+        let d = deployment.clone();
+        blocking(move || match trigger {
+            Trigger::Graceful => d.failover().expect("SENTINEL FAILOVER"),
+            Trigger::KillPrimary => d.kill(old_primary),
+        })
+        .await;
+    }
+    // When the sentinels name another primary.
+    let (switched, new_primary) = loop {
+        let d = deployment.clone();
+        if let Ok(p) = blocking(move || d.primary_port()).await {
+            if p != old_primary {
+                break (Instant::now(), p);
+            }
+        }
+        assert!(
+            triggered.elapsed() < RECOVERY_LIMIT,
+            "the sentinels named no new primary within {RECOVERY_LIMIT:?}\n{}",
+            deployment.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Let the workload run until a write acknowledged after the switch is on the new
+    // primary and calls have succeeded for a while; meanwhile note when the old primary is
+    // seen demoted (its `ROLE` says replica).
+    let mut demoted: Option<Instant> = None;
+    let mut reached: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if trigger == Trigger::Graceful && demoted.is_none() {
+            let r = blocking(move || role(old_primary)).await;
+            if r.as_deref() == Ok("slave") {
+                demoted = Some(Instant::now());
+            }
+        }
+        let (last_failure, last_write) = {
+            let calls = calls.lock().unwrap();
+            let failure = calls
+                .iter()
+                .filter(|c| c.error.is_some())
+                .map(|c| c.ended)
+                .max();
+            let write = calls
+                .iter()
+                .rev()
+                .find(|c| c.ended >= switched && c.written.is_some())
+                .and_then(|c| c.written.clone());
+            (failure, write)
+        };
+        if reached.is_none() {
+            if let Some(key) = last_write {
+                let key = format!("{prefix}secondary:{key}");
+                let found = blocking(move || present_on(new_primary, &[key])).await;
+                if !found.is_empty() {
+                    reached = Some(Instant::now());
+                }
+            }
+        }
+        let quiet =
+            reached.is_some_and(|r| last_failure.map_or(r, |f| f.max(r)).elapsed() >= QUIET);
+        if quiet || triggered.elapsed() > RECOVERY_LIMIT + QUIET {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Release);
+    for t in tasks {
+        t.await.expect("workload task");
+    }
+
+    // Settle: the killed primary comes back empty as a replica of the new one; a demoted
+    // primary is reconfigured by the sentinels.
+    {
+        let d = deployment.clone();
+        blocking(move || {
+            if trigger == Trigger::KillPrimary {
+                d.restart_as_replica(old_primary, new_primary)?;
+            }
+            d.wait_settled(SETTLE_LIMIT, 2)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("after the failover: {e}"));
+    }
+
+    let calls = std::mem::take(&mut *calls.lock().unwrap());
+    let written: Vec<String> = calls.iter().filter_map(|c| c.written.clone()).collect();
+    let physical = |k: &str| format!("{prefix}secondary:{k}");
+    let present: HashSet<String> = {
+        let keys: Vec<String> = written.iter().map(|k| physical(k)).collect();
+        blocking(move || present_on(new_primary, &keys)).await
+    };
+    let lost: Vec<&String> = written
+        .iter()
+        .filter(|k| !present.contains(&physical(k)))
+        .collect();
+    let first_on_new = calls
+        .iter()
+        .filter(|c| c.ended >= switched)
+        .filter(|c| {
+            c.written
+                .as_ref()
+                .is_some_and(|k| present.contains(&physical(k)))
+        })
+        .map(|c| c.ended)
+        .min();
+    let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in &calls {
+        if let Some(e) = &c.error {
+            *errors.entry(e.as_str()).or_default() += 1;
+        }
+    }
+    let failed: u64 = errors.values().sum();
+    let slowest = calls.iter().map(|c| c.took).max().unwrap_or_default();
+    let outage = {
+        let failures: Vec<Instant> = calls
+            .iter()
+            .filter(|c| c.error.is_some())
+            .map(|c| c.ended)
+            .collect();
+        match (failures.iter().min(), failures.iter().max()) {
+            (Some(a), Some(b)) => *b - *a,
+            _ => Duration::ZERO,
+        }
+    };
+    let what = match trigger {
+        Trigger::Graceful => "SENTINEL FAILOVER",
+        Trigger::KillPrimary => "SIGKILL primary",
+    };
+    let line = format!(
+        "sentinel failover [{}] {what}: sentinels switched after {:?}; old primary seen \
+         demoted after {}; first write on the new \
+         primary {} after the trigger; {failed} failed calls of {} ({errors:?}) over {:?}; \
+         {} of {} acknowledged writes lost; slowest call {:?}",
+        kind.name(),
+        switched - triggered,
+        demoted.map_or("-".to_owned(), |t| format!("{:?}", t - triggered)),
+        first_on_new.map_or("never".to_owned(), |t| format!("{:?}", t - triggered)),
+        calls.len(),
+        outage,
+        lost.len(),
+        written.len(),
+        slowest,
+    );
+    println!("{line}");
+    report::metric(line);
+
+    let first_on_new = first_on_new.unwrap_or_else(|| {
+        panic!(
+            "[{}] no write reached the new primary {new_primary} after {what}\n{}",
+            kind.name(),
+            deployment.log_tail()
+        )
+    });
+    assert!(
+        first_on_new - triggered <= RECOVERY_LIMIT,
+        "[{}] the first write on the new primary came {:?} after {what}",
+        kind.name(),
+        first_on_new - triggered
+    );
+    assert!(
+        slowest <= TIMEOUT + SLACK,
+        "[{}] a call took {slowest:?} (command timeout {TIMEOUT:?})",
+        kind.name()
+    );
+    if let Some(demoted) = demoted {
+        // A write the old primary accepted after the promotion of the new one is lost (it
+        // is not replicated anywhere); one it accepted once demoted would be a bug.
+        let late: Vec<&Call> = calls
+            .iter()
+            .filter(|c| c.ended > demoted)
+            .filter(|c| {
+                c.written
+                    .as_ref()
+                    .is_some_and(|k| !present.contains(&physical(k)))
+            })
+            .collect();
+        assert!(
+            late.is_empty(),
+            "[{}] {} writes acknowledged after the old primary was demoted are not on the new \
+             primary",
+            kind.name(),
+            late.len()
+        );
+    }
+    // Every other data node is now a replica and holds nothing the new primary lacks.
+    let pattern = format!("{prefix}*");
+    for port in deployment.data_ports().to_vec() {
+        if port == new_primary {
+            continue;
+        }
+        let pattern = pattern.clone();
+        let (r, keys) = blocking(move || (role(port), scan(port, &pattern))).await;
+        assert_eq!(
+            r.as_deref(),
+            Ok("slave"),
+            "data node {port} after the failover"
+        );
+        let extra: Vec<&String> = keys.iter().filter(|k| !present_all(&present, k)).collect();
+        assert!(
+            extra.is_empty(),
+            "[{}] replica {port} holds keys the new primary lacks: {:?}",
+            kind.name(),
+            extra.iter().take(5).collect::<Vec<_>>()
+        );
+    }
+    // The client, never recreated, still works.
+    storage
+        .set("after", "ok".into(), None)
+        .await
+        .expect("a set after the failover");
+    conn.close().await.ok();
+}
+
+/// Whether `key` (a physical key of the case) is known present on the new primary; keys
+/// the workload did not write (the limiter's) are not checked here.
+fn present_all(present: &HashSet<String>, key: &str) -> bool {
+    !key.contains(":secondary:") || present.contains(key)
+}
+
+/// Which of `keys` exist on the node at `port`.
+fn present_on(port: u16, keys: &[String]) -> HashSet<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut conn = client.get_connection().expect("connect to the new primary");
+    let mut present = HashSet::new();
+    for chunk in keys.chunks(500) {
+        let mut pipe = redis::pipe();
+        for k in chunk {
+            pipe.exists(k);
+        }
+        let found: Vec<bool> = pipe.query(&mut conn).expect("EXISTS");
+        for (k, f) in chunk.iter().zip(found) {
+            if f {
+                present.insert(k.clone());
+            }
+        }
+    }
+    present
+}
+
+/// Every key matching `pattern` on the node at `port`.
+fn scan(port: u16, pattern: &str) -> Vec<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut conn = client.get_connection().expect("connect to a replica");
+    let iter: redis::Iter<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(&mut conn)
+        .expect("SCAN");
+    iter.collect::<Result<_, _>>().expect("SCAN")
+}
