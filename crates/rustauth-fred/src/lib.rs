@@ -131,6 +131,7 @@ impl FredConnection {
         let reconnect = options.reconnect;
         let command_timeout = options.command_timeout;
         let connect_timeout = options.connect_timeout;
+        let watch = sentinel::Watch::new(address, &config, command_timeout, connect_timeout);
         let client = fred::types::Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = connect_timeout;
@@ -167,6 +168,9 @@ impl FredConnection {
             kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await
         })
         .await?;
+        if let Some(watch) = watch {
+            watch.spawn(Arc::downgrade(&conn.inner));
+        }
         tracing::debug!(server = %conn.inner.server, "rustauth-fred connected");
         Ok(conn)
     }

@@ -1,19 +1,24 @@
 //! Failover through Sentinel, per backend, under a bounded concurrent workload: a
 //! graceful `SENTINEL FAILOVER`, and SIGKILL of the primary. Each case starts its own
 //! deployment ([`SentinelDeployment`]), drives one client (never recreated) with
-//! [`TASKS`] tasks of set / get / consume, triggers the failover, and measures
+//! [`TASKS`] tasks of set / get / consume, triggers the failover, and measures (printed
+//! and recorded with [`report::metric`])
 //!
-//! - the time from the trigger to the first acknowledged write that reached the new
-//!   primary (acknowledged after the sentinels named it, and found there at the end);
-//! - failed calls, by error kind;
-//! - acknowledged writes lost: written keys read back from the new primary once the
-//!   deployment settled. With asynchronous replication a SIGKILL may lose the last writes
-//!   (reported); after a graceful failover none may be lost, which is also the proof that
-//!   no demoted primary accepted a write (a write it accepted is not on the new primary).
+//! - when the sentinels named the new primary, and the time from the trigger to the
+//!   first acknowledged write that reached it (acknowledged after the switch, found
+//!   there at the end);
+//! - failed calls, by error kind, and the slowest call;
+//! - acknowledged writes lost: every written key read back from the new primary once the
+//!   deployment settled. Sentinel promotes a replica before it tells anyone, and the old
+//!   primary accepts writes until clients move: those are lost on any client (about one
+//!   second of writes with the sentinels' default timing; measured, not asserted).
 //!
-//! It asserts calls succeed again within [`RECOVERY_LIMIT`] of the trigger, that every
-//! call returned within the command timeout (plus slack), and that once settled every old
-//! data node, now a replica, holds no key of the case that the new primary lacks.
+//! It asserts: calls succeed on the new primary within [`RECOVERY_LIMIT`] of the trigger
+//! without a new client; every call returned within the command timeout (plus slack); no
+//! write acknowledged more than [`FOLLOW_LIMIT`] after the sentinels switched is lost (the
+//! client stopped writing to the old primary), nor any acknowledged after the old primary
+//! was seen demoted; every old data node, now a replica, converges to hold nothing the new
+//! primary lacks; the client still works at the end.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +42,10 @@ const SLACK: Duration = Duration::from_millis(250);
 const RECOVERY_LIMIT: Duration = Duration::from_secs(15);
 /// How long calls must keep succeeding (after the switch) before the workload stops.
 const QUIET: Duration = Duration::from_millis(1500);
+/// How soon after the sentinels name the new primary a client must stop writing to the
+/// old one: both backends ask a sentinel every 250 ms; a call may be in flight for up to
+/// the command timeout.
+const FOLLOW_LIMIT: Duration = Duration::from_millis(1000);
 
 /// How the failover is caused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +343,23 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
         "[{}] a call took {slowest:?} (command timeout {TIMEOUT:?})",
         kind.name()
     );
+    // Writes acknowledged once the client had time to follow the switch are all kept.
+    let late_lost = calls
+        .iter()
+        .filter(|c| c.ended > switched + FOLLOW_LIMIT)
+        .filter(|c| {
+            c.written
+                .as_ref()
+                .is_some_and(|k| !present.contains(&physical(k)))
+        })
+        .count();
+    assert_eq!(
+        late_lost,
+        0,
+        "[{}] writes acknowledged more than {FOLLOW_LIMIT:?} after the sentinels switched \
+         are not on the new primary: the client kept writing to the old one",
+        kind.name()
+    );
     if let Some(demoted) = demoted {
         // A write the old primary accepted after the promotion of the new one is lost (it
         // is not replicated anywhere); one it accepted once demoted would be a bug.
@@ -354,25 +380,40 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
             late.len()
         );
     }
-    // Every other data node is now a replica and holds nothing the new primary lacks.
+    // Every other data node is now a replica and, once it has resynced, holds nothing the
+    // new primary lacks (a replica may briefly keep a write the old primary sent it but not
+    // the promoted one: never acknowledged, or lost above).
     let pattern = format!("{prefix}*");
     for port in deployment.data_ports().to_vec() {
         if port == new_primary {
             continue;
         }
         let pattern = pattern.clone();
-        let (r, keys) = blocking(move || (role(port), scan(port, &pattern))).await;
+        let extra = blocking(move || {
+            let started = Instant::now();
+            loop {
+                let on_primary: HashSet<String> = scan(new_primary, &pattern).into_iter().collect();
+                let extra: Vec<String> = scan(port, &pattern)
+                    .into_iter()
+                    .filter(|k| !on_primary.contains(k))
+                    .collect();
+                if extra.is_empty() || started.elapsed() > Duration::from_secs(5) {
+                    return (role(port), extra);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .await;
         assert_eq!(
-            r.as_deref(),
+            extra.0.as_deref(),
             Ok("slave"),
             "data node {port} after the failover"
         );
-        let extra: Vec<&String> = keys.iter().filter(|k| !present_all(&present, k)).collect();
         assert!(
-            extra.is_empty(),
+            extra.1.is_empty(),
             "[{}] replica {port} holds keys the new primary lacks: {:?}",
             kind.name(),
-            extra.iter().take(5).collect::<Vec<_>>()
+            extra.1.iter().take(5).collect::<Vec<_>>()
         );
     }
     // The client, never recreated, still works.
@@ -381,12 +422,6 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
         .await
         .expect("a set after the failover");
     conn.close().await.ok();
-}
-
-/// Whether `key` (a physical key of the case) is known present on the new primary; keys
-/// the workload did not write (the limiter's) are not checked here.
-fn present_all(present: &HashSet<String>, key: &str) -> bool {
-    !key.contains(":secondary:") || present.contains(key)
 }
 
 /// Which of `keys` exist on the node at `port`.
