@@ -121,6 +121,7 @@ macro_rules! for_each_sentinel_case {
         $m! {
             sentinel::sentinel_failover_graceful,
             sentinel::sentinel_failover_primary_killed,
+            sentinel::sentinel_credentials_and_connect_errors,
         }
     };
 }

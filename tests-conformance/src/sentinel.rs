@@ -94,6 +94,18 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free loopback port: {e}"))
 }
 
+/// How to configure a deployment.
+#[derive(Debug, Clone, Default)]
+pub struct SentinelOptions {
+    /// `min-replicas-to-write` on every data node: a primary with fewer replicas connected
+    /// refuses writes (`NOREPLICAS`).
+    pub min_replicas_to_write: u32,
+    /// `requirepass` of the data nodes (and `masterauth`, `sentinel auth-pass`).
+    pub data_password: Option<String>,
+    /// `requirepass` of the sentinels (they use it with each other too).
+    pub sentinel_password: Option<String>,
+}
+
 /// A primary, two replicas and three sentinels.
 pub struct SentinelDeployment {
     dir: tempfile::TempDir,
@@ -102,7 +114,7 @@ pub struct SentinelDeployment {
     data: Mutex<Vec<Process>>,
     data_ports: Vec<u16>,
     sentinels: Vec<Process>,
-    min_replicas_to_write: u32,
+    options: SentinelOptions,
 }
 
 impl std::fmt::Debug for SentinelDeployment {
@@ -117,8 +129,9 @@ impl std::fmt::Debug for SentinelDeployment {
 }
 
 /// A sync connection to a loopback node, for the harness's own queries.
-fn node(port: u16) -> Result<redis::Connection, String> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+fn node(port: u16, auth: Option<&str>) -> Result<redis::Connection, String> {
+    let userinfo = auth.map(|pw| format!(":{pw}@")).unwrap_or_default();
+    let client = redis::Client::open(format!("redis://{userinfo}127.0.0.1:{port}"))
         .map_err(|e| format!("127.0.0.1:{port}: {e}"))?;
     let conn = client
         .get_connection_with_timeout(Duration::from_secs(1))
@@ -128,14 +141,22 @@ fn node(port: u16) -> Result<redis::Connection, String> {
     Ok(conn)
 }
 
-fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> Result<T, String> {
-    cmd.query(&mut node(port)?)
+fn query<T: redis::FromRedisValue>(
+    port: u16,
+    auth: Option<&str>,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
+    cmd.query(&mut node(port, auth)?)
         .map_err(|e| format!("127.0.0.1:{port}: {e}"))
 }
 
 /// The first element of `ROLE` on a data node: `master`, `slave`.
 pub fn role(port: u16) -> Result<String, String> {
-    let v: Vec<redis::Value> = query(port, &redis::cmd("ROLE"))?;
+    role_with(port, None)
+}
+
+fn role_with(port: u16, auth: Option<&str>) -> Result<String, String> {
+    let v: Vec<redis::Value> = query(port, auth, &redis::cmd("ROLE"))?;
     match v.first() {
         Some(redis::Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
         Some(redis::Value::SimpleString(s)) => Ok(s.clone()),
@@ -146,14 +167,11 @@ pub fn role(port: u16) -> Result<String, String> {
 impl SentinelDeployment {
     /// Starts the deployment and waits until it is settled.
     pub fn start() -> Result<SentinelDeployment, String> {
-        Self::start_with(0)
+        Self::start_with(SentinelOptions::default())
     }
 
-    /// [`start`](Self::start) with `min-replicas-to-write` set on every data node: a
-    /// primary with fewer replicas connected refuses writes (`NOREPLICAS`). With as many as
-    /// there are replicas, the old primary refuses writes from the promotion on, but so does
-    /// the new one until the sentinels demote the old one and it resyncs.
-    pub fn start_with(min_replicas_to_write: u32) -> Result<SentinelDeployment, String> {
+    /// [`start`](Self::start) with passwords or `min-replicas-to-write`.
+    pub fn start_with(options: SentinelOptions) -> Result<SentinelDeployment, String> {
         let bin = server::server_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("rustauth-sentinel-")
@@ -169,10 +187,14 @@ impl SentinelDeployment {
                 dir.path(),
                 port,
                 replica_of,
-                min_replicas_to_write,
+                &options,
             )?);
             data_ports.push(port);
-            wait_ping(port, Duration::from_secs(10))?;
+            wait_ping(
+                port,
+                options.data_password.as_deref(),
+                Duration::from_secs(10),
+            )?;
         }
         let mut sentinels = Vec::new();
         for _ in 0..3 {
@@ -188,21 +210,26 @@ impl SentinelDeployment {
                      sentinel monitor {SERVICE} 127.0.0.1 {primary} 2\n\
                      sentinel down-after-milliseconds {SERVICE} 1000\n\
                      sentinel failover-timeout {SERVICE} 4000\n\
-                     sentinel parallel-syncs {SERVICE} 2\n",
+                     sentinel parallel-syncs {SERVICE} 2\n{auth}",
                     dir = sdir.display(),
                     log = log.display(),
                     primary = data_ports[0],
+                    auth = sentinel_auth_lines(&options),
                 ),
             )
             .map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
             let args = vec![conf.display().to_string(), "--sentinel".to_owned()];
             sentinels.push(Process::spawn(&bin, port, &args, log)?);
-            wait_ping(port, Duration::from_secs(10))?;
+            wait_ping(
+                port,
+                options.sentinel_password.as_deref(),
+                Duration::from_secs(10),
+            )?;
         }
         let deployment = SentinelDeployment {
             dir,
             bin,
-            min_replicas_to_write,
+            options,
             data: Mutex::new(data),
             data_ports,
             sentinels,
@@ -216,7 +243,7 @@ impl SentinelDeployment {
         dir: &Path,
         port: u16,
         replica_of: Option<u16>,
-        min_replicas_to_write: u32,
+        options: &SentinelOptions,
     ) -> Result<Process, String> {
         let ndir = dir.join(format!("node-{port}"));
         std::fs::create_dir_all(&ndir).map_err(|e| e.to_string())?;
@@ -243,11 +270,19 @@ impl SentinelDeployment {
             "--repl-diskless-sync-delay",
             "0",
             "--min-replicas-to-write",
-            &min_replicas_to_write.to_string(),
+            &options.min_replicas_to_write.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(pw) = &options.data_password {
+            args.extend([
+                "--requirepass".to_owned(),
+                pw.clone(),
+                "--masterauth".to_owned(),
+                pw.clone(),
+            ]);
+        }
         if let Some(primary) = replica_of {
             args.extend([
                 "--replicaof".to_owned(),
@@ -256,6 +291,14 @@ impl SentinelDeployment {
             ]);
         }
         Process::spawn(bin, port, &args, log)
+    }
+
+    fn sentinel_auth(&self) -> Option<&str> {
+        self.options.sentinel_password.as_deref()
+    }
+
+    fn data_auth(&self) -> Option<&str> {
+        self.options.data_password.as_deref()
     }
 
     /// The sentinels' ports.
@@ -268,14 +311,24 @@ impl SentinelDeployment {
         &self.data_ports
     }
 
-    /// `redis-sentinel://127.0.0.1:S1?node=127.0.0.1:S2&node=...&sentinelServiceName=...`.
+    /// `redis-sentinel://[:DATA@]127.0.0.1:S1?node=127.0.0.1:S2&node=...&sentinelServiceName=...
+    /// [&sentinelPassword=...]` with the deployment's passwords.
     pub fn url(&self) -> String {
+        self.url_with(self.data_auth(), self.sentinel_auth(), SERVICE)
+    }
+
+    /// The sentinel URL of this deployment with the given passwords and service name.
+    pub fn url_with(&self, data: Option<&str>, sentinel: Option<&str>, service: &str) -> String {
         let ports = self.sentinel_ports();
-        let mut url = format!("redis-sentinel://127.0.0.1:{}?", ports[0]);
+        let userinfo = data.map(|pw| format!(":{pw}@")).unwrap_or_default();
+        let mut url = format!("redis-sentinel://{userinfo}127.0.0.1:{}?", ports[0]);
         for p in &ports[1..] {
             url.push_str(&format!("node=127.0.0.1:{p}&"));
         }
-        url.push_str(&format!("sentinelServiceName={SERVICE}"));
+        url.push_str(&format!("sentinelServiceName={service}"));
+        if let Some(pw) = sentinel {
+            url.push_str(&format!("&sentinelPassword={pw}"));
+        }
         url
     }
 
@@ -285,6 +338,7 @@ impl SentinelDeployment {
         for port in self.sentinel_ports() {
             match query::<(String, u16)>(
                 port,
+                self.sentinel_auth(),
                 redis::cmd("SENTINEL")
                     .arg("GET-MASTER-ADDR-BY-NAME")
                     .arg(SERVICE),
@@ -327,6 +381,7 @@ impl SentinelDeployment {
         for s in self.sentinel_ports() {
             let (_, p): (String, u16) = query(
                 s,
+                self.sentinel_auth(),
                 redis::cmd("SENTINEL")
                     .arg("GET-MASTER-ADDR-BY-NAME")
                     .arg(SERVICE),
@@ -335,8 +390,11 @@ impl SentinelDeployment {
                 return Err(format!("sentinels disagree: {primary:?} vs {p}"));
             }
             primary = Some(p);
-            let known: Vec<redis::Value> =
-                query(s, redis::cmd("SENTINEL").arg("REPLICAS").arg(SERVICE))?;
+            let known: Vec<redis::Value> = query(
+                s,
+                self.sentinel_auth(),
+                redis::cmd("SENTINEL").arg("REPLICAS").arg(SERVICE),
+            )?;
             let up = known
                 .iter()
                 .filter(|r| {
@@ -347,17 +405,24 @@ impl SentinelDeployment {
             if up < replicas {
                 return Err(format!("sentinel {s} sees {up} replicas up"));
             }
-            let peers: Vec<redis::Value> =
-                query(s, redis::cmd("SENTINEL").arg("SENTINELS").arg(SERVICE))?;
+            let peers: Vec<redis::Value> = query(
+                s,
+                self.sentinel_auth(),
+                redis::cmd("SENTINEL").arg("SENTINELS").arg(SERVICE),
+            )?;
             if peers.len() < 2 {
                 return Err(format!("sentinel {s} knows {} sentinels", peers.len()));
             }
         }
         let primary = primary.ok_or("no sentinel")?;
-        if role(primary)? != "master" {
+        if role_with(primary, self.data_auth())? != "master" {
             return Err(format!("{primary} is not (yet) a master"));
         }
-        let info: String = query(primary, redis::cmd("INFO").arg("replication"))?;
+        let info: String = query(
+            primary,
+            self.data_auth(),
+            redis::cmd("INFO").arg("replication"),
+        )?;
         let offset = field(&info, "master_repl_offset").unwrap_or_default();
         let in_sync = info
             .lines()
@@ -376,7 +441,11 @@ impl SentinelDeployment {
     pub fn failover(&self) -> Result<(), String> {
         let mut last = String::new();
         for s in self.sentinel_ports() {
-            match query::<String>(s, redis::cmd("SENTINEL").arg("FAILOVER").arg(SERVICE)) {
+            match query::<String>(
+                s,
+                self.sentinel_auth(),
+                redis::cmd("SENTINEL").arg("FAILOVER").arg(SERVICE),
+            ) {
                 Ok(_) => return Ok(()),
                 Err(e) => last = e,
             }
@@ -399,13 +468,13 @@ impl SentinelDeployment {
             self.dir.path(),
             port,
             Some(primary),
-            self.min_replicas_to_write,
+            &self.options,
         )?;
         let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
         data.retain(|p| p.port != port);
         data.push(process);
         drop(data);
-        wait_ping(port, Duration::from_secs(10))
+        wait_ping(port, self.data_auth(), Duration::from_secs(10))
     }
 
     /// The pid of the data node on `port`.
@@ -433,16 +502,28 @@ impl SentinelDeployment {
     }
 }
 
+/// The lines of a sentinel's configuration for passwords.
+fn sentinel_auth_lines(options: &SentinelOptions) -> String {
+    let mut lines = String::new();
+    if let Some(pw) = &options.data_password {
+        lines.push_str(&format!("sentinel auth-pass {SERVICE} {pw}\n"));
+    }
+    if let Some(pw) = &options.sentinel_password {
+        lines.push_str(&format!("requirepass {pw}\n"));
+    }
+    lines
+}
+
 fn field(info: &str, name: &str) -> Option<String> {
     info.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .map(|v| v.trim().to_owned())
 }
 
-fn wait_ping(port: u16, limit: Duration) -> Result<(), String> {
+fn wait_ping(port: u16, auth: Option<&str>, limit: Duration) -> Result<(), String> {
     let started = Instant::now();
     loop {
-        match query::<String>(port, &redis::cmd("PING")) {
+        match query::<String>(port, auth, &redis::cmd("PING")) {
             Ok(_) => return Ok(()),
             Err(e) if started.elapsed() > limit => {
                 return Err(format!("127.0.0.1:{port} did not answer PING: {e}"))

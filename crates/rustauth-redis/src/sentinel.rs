@@ -122,20 +122,26 @@ impl Failover {
         let mut errors = Vec::new();
         for sentinel in &self.sentinels {
             let attempt = async {
-                let primary = self.ask(sentinel, share).await?;
-                let manager = self.connect_primary(&primary).await?;
-                Ok::<_, KvError>((primary, manager))
+                let primary = self
+                    .ask(sentinel, share)
+                    .await
+                    .map_err(|e| format!("sentinel {sentinel}: {e}"))?;
+                let manager = self
+                    .connect_primary(&primary)
+                    .await
+                    .map_err(|e| format!("sentinel {sentinel} named {primary}: {e}"))?;
+                Ok::<_, String>((primary, manager))
             };
             match tokio::time::timeout(share, attempt).await {
                 Ok(Ok(found)) => return Ok(found),
-                Ok(Err(e)) => errors.push(format!("{sentinel}: {e}")),
+                Ok(Err(e)) => errors.push(e),
                 Err(_) => errors.push(format!("{sentinel}: no answer within {share:?}")),
             }
         }
         Err(KvError::new(
             ErrorKind::Unavailable,
             format!(
-                "no sentinel named a primary for service {:?} that says it is master ({})",
+                "found no primary for service {:?} through the sentinels ({})",
                 self.service,
                 errors.join("; ")
             ),

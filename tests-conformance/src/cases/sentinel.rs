@@ -30,7 +30,7 @@ use kv_contract::{ConnectionOptions, SecondaryStorage, ServerStorage, StorageOpt
 
 use crate::context::{unique_prefix, BackendKind};
 use crate::report;
-use crate::sentinel::{role, SentinelDeployment, SETTLE_LIMIT};
+use crate::sentinel::{role, SentinelDeployment, SentinelOptions, SERVICE, SETTLE_LIMIT};
 
 /// Tasks in the workload.
 const TASKS: usize = 8;
@@ -77,6 +77,115 @@ pub async fn sentinel_failover_graceful(kind: BackendKind) {
 /// client; acknowledged writes lost are measured (asynchronous replication).
 pub async fn sentinel_failover_primary_killed(kind: BackendKind) {
     failover_case(kind, Trigger::KillPrimary).await
+}
+
+/// Data nodes and sentinels with different passwords: the URL's user-info reaches the
+/// data nodes and `sentinelPassword` the sentinels; a missing or wrong sentinel password,
+/// an unknown service and unreachable sentinels fail within the connect timeout, as
+/// unavailable, naming the server and showing no password.
+pub async fn sentinel_credentials_and_connect_errors(kind: BackendKind) {
+    const DATA: &str = "data-secret-1";
+    const SENTINEL: &str = "sentinel-secret-2";
+    let deployment = Arc::new(
+        blocking(|| {
+            SentinelDeployment::start_with(SentinelOptions {
+                data_password: Some(DATA.into()),
+                sentinel_password: Some(SENTINEL.into()),
+                ..SentinelOptions::default()
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a sentinel deployment: {e}")),
+    );
+    let connect_timeout = Duration::from_millis(1000);
+    let options = |url: &str| {
+        ConnectionOptions::builder(url)
+            .connect_timeout(connect_timeout)
+            .command_timeout(TIMEOUT)
+            .build()
+            .unwrap()
+    };
+    let conn = kind
+        .connect(&options(&deployment.url()))
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", kind.name(), deployment.log_tail()));
+    let storage = ServerStorage::new(
+        conn.clone(),
+        StorageOptions::builder()
+            .prefix(unique_prefix("sentinel-auth"))
+            .build()
+            .unwrap(),
+    );
+    storage.set("k", "v".into(), None).await.unwrap();
+    assert_eq!(storage.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    conn.close().await.ok();
+
+    let dead = {
+        let ports: Vec<u16> = (0..2)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            })
+            .collect();
+        format!(
+            "redis-sentinel://127.0.0.1:{}?node=127.0.0.1:{}&sentinelServiceName={SERVICE}",
+            ports[0], ports[1]
+        )
+    };
+    let failing = [
+        (
+            "no sentinel password",
+            deployment.url_with(Some(DATA), None, SERVICE),
+        ),
+        (
+            "wrong sentinel password",
+            deployment.url_with(Some(DATA), Some("wrong-pass-3"), SERVICE),
+        ),
+        (
+            "no data password",
+            deployment.url_with(None, Some(SENTINEL), SERVICE),
+        ),
+        (
+            "unknown service",
+            deployment.url_with(Some(DATA), Some(SENTINEL), "no-such-service"),
+        ),
+        ("unreachable sentinels", dead),
+    ];
+    for (what, url) in failing {
+        let started = Instant::now();
+        let result = kind.connect(&options(&url)).await;
+        let took = started.elapsed();
+        let e = match result {
+            Ok(_) => panic!("[{}] {what}: connected", kind.name()),
+            Err(e) => e,
+        };
+        assert!(
+            took <= connect_timeout + SLACK,
+            "[{}] {what}: failed after {took:?} (connect timeout {connect_timeout:?})",
+            kind.name()
+        );
+        let text = format!("{e} {e:?}");
+        for secret in [DATA, SENTINEL, "wrong-pass-3"] {
+            assert!(
+                !text.contains(secret),
+                "[{}] {what}: the error shows a password: {text}",
+                kind.name()
+            );
+        }
+        assert!(
+            text.contains("127.0.0.1"),
+            "[{}] {what}: the error does not say where: {text}",
+            kind.name()
+        );
+        println!(
+            "[{}] {what}: {:?} after {took:?}: {e}",
+            kind.name(),
+            e.kind()
+        );
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
