@@ -146,10 +146,11 @@ async fn main() -> ExitCode {
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
     print!("{:width$}", "case");
     for c in &columns {
-        print!(" | {c:^10}");
+        print!(" | {c:^w$}", w = c.len().max(10));
     }
     println!();
-    println!("{}", "-".repeat(width + columns.len() * 13));
+    let table_width: usize = columns.iter().map(|c| c.len().max(10) + 3).sum();
+    println!("{}", "-".repeat(width + table_width));
     let (mut passed, mut failed, mut not_run) = (0, 0, 0);
     let mut failures = Vec::new();
     let mut results = String::new();
@@ -172,7 +173,7 @@ async fn main() -> ExitCode {
                 }
                 Cell::NotApplicable => ("n/a", "n/a"),
             };
-            print!(" | {text:^10}");
+            print!(" | {text:^w$}", w = col.len().max(10));
             results.push_str(&format!("{name}\t{col}\t{status}\n"));
         }
         println!();
