@@ -25,6 +25,9 @@
 //! | `tls-rustls` | `rediss://` with rustls (ring provider installed if none is) |
 //! | `tls-native-tls` | `rediss://` with the platform TLS library |
 //!
+//! A `redis-sentinel://` URL connects through Sentinel and follows a failover without a
+//! new client (`docs/operations.md`, section Sentinel).
+//!
 //! Without a TLS feature, a `rediss://` URL is refused with
 //! [`ErrorKind::InvalidConfig`]: fred itself would
 //! silently connect in plaintext.
