@@ -244,7 +244,12 @@ impl Ctx {
                     .await
                     .unwrap_or_else(|e| panic!("{} cannot connect: {e}", topology.b.name()))
             };
-            (Place::Server { a, b }, Probe::connect(&probe_url).await)
+            let probe = if topology.is_sentinel() {
+                Probe::connect_with_timeout(&probe_url, std::time::Duration::from_secs(10)).await
+            } else {
+                Probe::connect(&probe_url).await
+            };
+            (Place::Server { a, b }, probe)
         } else {
             let ks = MemoryKeyspace::new();
             (Place::Memory(ks.clone()), Probe::Memory(ks))

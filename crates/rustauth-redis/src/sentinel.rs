@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use kv_contract::config::{Endpoint, NodeAddress};
 use kv_contract::{ConnectionOptions, ErrorKind, KvError, KvResult};
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, RedisConnectionInfo, Value};
 
 use crate::{map_error, Inner, RedisConnection};
@@ -148,8 +148,18 @@ impl Failover {
         ))
     }
 
-    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` on one sentinel.
+    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` on one sentinel, on a connection of its own.
     async fn ask(&self, sentinel: &NodeAddress, within: Duration) -> KvResult<NodeAddress> {
+        let mut conn = self.sentinel_connection(sentinel, within).await?;
+        self.ask_on(&mut conn, sentinel).await
+    }
+
+    /// A connection to one sentinel, with its own credentials.
+    async fn sentinel_connection(
+        &self,
+        sentinel: &NodeAddress,
+        within: Duration,
+    ) -> KvResult<MultiplexedConnection> {
         let shown = sentinel.to_string();
         let client = crate::client_with(
             crate::tcp_addr(&sentinel.host, sentinel.port, self.options.server.tls),
@@ -160,14 +170,23 @@ impl Failover {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(within))
             .set_response_timeout(Some(within));
-        let mut conn = client
+        client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| map_error(e, &shown))?;
+            .map_err(|e| map_error(e, &shown))
+    }
+
+    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` on `conn`, a connection to `sentinel`.
+    async fn ask_on(
+        &self,
+        conn: &mut MultiplexedConnection,
+        sentinel: &NodeAddress,
+    ) -> KvResult<NodeAddress> {
+        let shown = sentinel.to_string();
         let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
             .arg("GET-MASTER-ADDR-BY-NAME")
             .arg(&self.service)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await
             .map_err(|e| map_error(e, &shown))?;
         let (host, port) = reply.ok_or_else(|| {
@@ -268,18 +287,28 @@ impl Failover {
         runtime.spawn(async move {
             let mut next = 0usize;
             let within = this.options.command_timeout;
+            // The connection to the sentinel being asked, kept between rounds.
+            let mut asking: Option<MultiplexedConnection> = None;
             loop {
                 tokio::time::sleep(WATCH_PERIOD).await;
                 if !alive(&weak) {
                     return;
                 }
                 let sentinel = &this.sentinels[next % this.sentinels.len()];
-                let named = tokio::time::timeout(within, this.ask(sentinel, within)).await;
-                let Ok(Ok(named)) = named else {
+                let round = async {
+                    let mut conn = match asking.take() {
+                        Some(c) => c,
+                        None => this.sentinel_connection(sentinel, within).await?,
+                    };
+                    let named = this.ask_on(&mut conn, sentinel).await?;
+                    Ok::<_, KvError>((conn, named))
+                };
+                let Ok(Ok((conn, named))) = tokio::time::timeout(within, round).await else {
                     // This sentinel is unreachable: ask the next one next time.
                     next += 1;
                     continue;
                 };
+                asking = Some(conn);
                 let moved = *this.primary.lock().unwrap_or_else(|p| p.into_inner()) != named;
                 if moved {
                     if let Some(inner) = weak.upgrade() {
