@@ -28,6 +28,10 @@ pub enum BackendKind {
     Redis,
     /// rustauth-fred (fred).
     Fred,
+    /// rustauth-redis through Sentinel (`redis-sentinel://`).
+    RedisSentinel,
+    /// rustauth-fred through Sentinel (`redis-sentinel://`).
+    FredSentinel,
 }
 
 impl BackendKind {
@@ -37,7 +41,14 @@ impl BackendKind {
             BackendKind::Memory => "memory",
             BackendKind::Redis => "redis",
             BackendKind::Fred => "fred",
+            BackendKind::RedisSentinel => "redis-sentinel",
+            BackendKind::FredSentinel => "fred-sentinel",
         }
+    }
+
+    /// Whether this backend reaches its server through Sentinel.
+    pub fn is_sentinel(self) -> bool {
+        matches!(self, BackendKind::RedisSentinel | BackendKind::FredSentinel)
     }
 
     /// Connects this backend (a server backend) with `options`.
@@ -46,10 +57,12 @@ impl BackendKind {
         options: &ConnectionOptions,
     ) -> kv_contract::KvResult<SharedConnection> {
         Ok(match self {
-            BackendKind::Redis => {
+            BackendKind::Redis | BackendKind::RedisSentinel => {
                 Arc::new(rustauth_redis::RedisConnection::connect(options).await?)
             }
-            BackendKind::Fred => Arc::new(rustauth_fred::FredConnection::connect(options).await?),
+            BackendKind::Fred | BackendKind::FredSentinel => {
+                Arc::new(rustauth_fred::FredConnection::connect(options).await?)
+            }
             BackendKind::Memory => panic!("the memory backend has no connection"),
         })
     }
@@ -91,13 +104,38 @@ impl Topology {
         b: BackendKind::Redis,
     };
 
+    /// redis-rs through Sentinel.
+    pub const REDIS_SENTINEL: Topology = Topology {
+        a: BackendKind::RedisSentinel,
+        b: BackendKind::RedisSentinel,
+    };
+    /// fred through Sentinel.
+    pub const FRED_SENTINEL: Topology = Topology {
+        a: BackendKind::FredSentinel,
+        b: BackendKind::FredSentinel,
+    };
+    /// redis-rs writes, fred reads, both through Sentinel.
+    pub const REDIS_FRED_SENTINEL: Topology = Topology {
+        a: BackendKind::RedisSentinel,
+        b: BackendKind::FredSentinel,
+    };
+    /// fred writes, redis-rs reads, both through Sentinel.
+    pub const FRED_REDIS_SENTINEL: Topology = Topology {
+        a: BackendKind::FredSentinel,
+        b: BackendKind::RedisSentinel,
+    };
+
     /// Every topology, in table order.
-    pub const ALL: [Topology; 5] = [
+    pub const ALL: [Topology; 9] = [
         Topology::MEMORY,
         Topology::REDIS,
         Topology::FRED,
         Topology::REDIS_FRED,
         Topology::FRED_REDIS,
+        Topology::REDIS_SENTINEL,
+        Topology::FRED_SENTINEL,
+        Topology::REDIS_FRED_SENTINEL,
+        Topology::FRED_REDIS_SENTINEL,
     ];
 
     /// `memory`, `redis`, `fred`, `redis+fred`, `fred+redis`.
@@ -107,6 +145,11 @@ impl Topology {
         } else {
             format!("{}+{}", self.a.name(), self.b.name())
         }
+    }
+
+    /// Whether this topology reaches its server through Sentinel.
+    pub fn is_sentinel(self) -> bool {
+        self.a.is_sentinel()
     }
 
     /// Whether this topology needs a Redis server.
@@ -209,8 +252,17 @@ impl Ctx {
             .build()
             .expect("valid test prefix");
         let (place, probe) = if topology.needs_server() {
-            let url = server::shared().url();
-            let conn_options = ConnectionOptions::from_url(&app_url().await).expect("server URL");
+            // Through Sentinel, the stores connect with the sentinel URL and the probe goes
+            // to the primary the sentinels name.
+            let (url, probe_url) = if topology.is_sentinel() {
+                let deployment = crate::sentinel::shared();
+                let primary = deployment.primary_url().expect("sentinel primary");
+                (deployment.url(), primary)
+            } else {
+                // Stores connect as the least-privilege app user; the probe as the admin.
+                (app_url().await, server::shared().url())
+            };
+            let conn_options = ConnectionOptions::from_url(&url).expect("server URL");
             let a = topology.a.connect(&conn_options).await.unwrap_or_else(|e| {
                 panic!(
                     "{} cannot connect to {}: {e}",
@@ -227,7 +279,12 @@ impl Ctx {
                     .await
                     .unwrap_or_else(|e| panic!("{} cannot connect: {e}", topology.b.name()))
             };
-            (Place::Server { a, b }, Probe::connect(&url).await)
+            let probe = if topology.is_sentinel() {
+                Probe::connect_with_timeout(&probe_url, std::time::Duration::from_secs(10)).await
+            } else {
+                Probe::connect(&probe_url).await
+            };
+            (Place::Server { a, b }, probe)
         } else {
             let ks = MemoryKeyspace::new();
             (Place::Memory(ks.clone()), Probe::Memory(ks))
@@ -305,6 +362,9 @@ impl Ctx {
     /// The shared server's log tail, if this process started it (for failure reports).
     pub fn server_log_tail(&self) -> Option<String> {
         match self.place {
+            Place::Server { .. } if self.topology.is_sentinel() => {
+                crate::sentinel::shared_log_tail()
+            }
             Place::Server { .. } => server::shared().log_tail(),
             Place::Memory(_) => None,
         }

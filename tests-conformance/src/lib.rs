@@ -27,6 +27,7 @@ pub mod fault;
 pub mod probe;
 pub mod report;
 pub mod run;
+pub mod sentinel;
 pub mod server;
 
 pub use context::{BackendKind, Ctx, Topology};
@@ -112,6 +113,19 @@ macro_rules! for_each_connection_case {
             facade::bundle_shares_one_connection_and_prefix,
             acl::acl_user_is_confined_to_its_prefix,
             observe::spans_metrics_and_degradation_events,
+        }
+    };
+}
+
+/// Calls `$m!` with every Sentinel failover case as `module::name`; they run per backend
+/// through Sentinel (`redis-sentinel`, `fred-sentinel`), each on its own deployment.
+#[macro_export]
+macro_rules! for_each_sentinel_case {
+    ($m:ident) => {
+        $m! {
+            sentinel::sentinel_failover_graceful,
+            sentinel::sentinel_failover_primary_killed,
+            sentinel::sentinel_credentials_and_connect_errors,
         }
     };
 }

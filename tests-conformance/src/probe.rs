@@ -53,6 +53,21 @@ impl Probe {
         )
     }
 
+    /// A probe on the server at `url` whose replies may take up to `response_timeout`
+    /// (the default is 500 ms): a primary that replicates to two replicas while four
+    /// cases load 200k keys each answers a 10k-command pipeline more slowly than that.
+    pub async fn connect_with_timeout(url: &str, response_timeout: Duration) -> Self {
+        let client = redis::Client::open(url).expect("probe URL");
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(response_timeout));
+        Probe::Server(
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .unwrap_or_else(|e| panic!("probe cannot connect to {url}: {e}")),
+        )
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
         match self {
             Probe::Server(c) => cmd

@@ -34,6 +34,10 @@ macro_rules! connection_registry {
 }
 crate::for_each_storage_case!(storage_registry);
 crate::for_each_connection_case!(connection_registry);
+macro_rules! sentinel_registry {
+    ($($t:tt)*) => { registry!(SENTINEL_CASES, ConnectionCase, $($t)*); };
+}
+crate::for_each_sentinel_case!(sentinel_registry);
 
 fn panic_text(e: tokio::task::JoinError) -> String {
     if e.is_panic() {
@@ -76,6 +80,9 @@ pub async fn storage(
         case(ctx).await
     });
     run(fut, || {
+        if topology.is_sentinel() {
+            return crate::sentinel::shared_log_tail();
+        }
         topology
             .needs_server()
             .then(|| server::shared().log_tail())

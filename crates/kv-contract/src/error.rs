@@ -105,14 +105,15 @@ impl KvError {
 
     /// The error for an error reply from the server, classified by its code: the
     /// transient states of a restarting or failing-over server (`LOADING`, `MASTERDOWN`,
-    /// `CLUSTERDOWN`, `TRYAGAIN`, `READONLY` after a failover) are
+    /// `CLUSTERDOWN`, `TRYAGAIN`, `READONLY` after a failover, `NOREPLICAS` from a
+    /// primary cut off from its replicas under `min-replicas-to-write`) are
     /// [`ErrorKind::Unavailable`]; every other reply is [`ErrorKind::Server`]. Both
     /// backends use this, so they classify replies identically.
     pub fn server_reply(reply: impl Into<String>, source: Option<BoxError>) -> Self {
         let message: String = reply.into();
         let code = message.split_whitespace().next().unwrap_or("");
         let kind = match code {
-            "LOADING" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN" | "READONLY" => {
+            "LOADING" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN" | "READONLY" | "NOREPLICAS" => {
                 ErrorKind::Unavailable
             }
             _ => ErrorKind::Server,
@@ -209,6 +210,10 @@ mod tests {
             ),
             (
                 "READONLY You can't write against a read only replica.",
+                ErrorKind::Unavailable,
+            ),
+            (
+                "NOREPLICAS Not enough good replicas to write.",
                 ErrorKind::Unavailable,
             ),
             ("ERR unknown command 'GETDEL'", ErrorKind::Server),

@@ -25,6 +25,9 @@
 //! | `tls-rustls` | `rediss://` with rustls (ring provider installed if none is) |
 //! | `tls-native-tls` | `rediss://` with the platform TLS library |
 //!
+//! A `redis-sentinel://` URL connects through Sentinel and follows a failover without a
+//! new client (`docs/operations.md`, section Sentinel).
+//!
 //! Without a TLS feature, a `rediss://` URL is refused with
 //! [`ErrorKind::InvalidConfig`]: fred itself would
 //! silently connect in plaintext.
@@ -41,6 +44,8 @@ use fred::types::config::{Config, ReconnectPolicy, Server, ServerConfig};
 use fred::types::{ClusterHash, CustomCommand, Resp3Frame, Value};
 use kv_contract::config::Endpoint;
 use kv_contract::{Command, Connection, ConnectionOptions, ErrorKind, KvError, KvResult, Reply};
+
+mod sentinel;
 
 /// The fred version this crate is built on, re-exported.
 pub use fred;
@@ -108,6 +113,7 @@ impl FredConnection {
                 server: tcp_server(host, *port, address.tls),
             },
             Endpoint::Unix { path } => ServerConfig::Unix { path: path.clone() },
+            Endpoint::Sentinel { .. } => sentinel::server_config(address)?,
             other => {
                 return Err(KvError::invalid_config(format!(
                     "rustauth-fred does not support endpoint {other:?}"
@@ -128,6 +134,7 @@ impl FredConnection {
         let reconnect = options.reconnect;
         let command_timeout = options.command_timeout;
         let connect_timeout = options.connect_timeout;
+        let watch = sentinel::Watch::new(address, &config, command_timeout, connect_timeout);
         let client = fred::types::Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = connect_timeout;
@@ -164,6 +171,9 @@ impl FredConnection {
             kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await
         })
         .await?;
+        if let Some(watch) = watch {
+            watch.spawn(Arc::downgrade(&conn.inner));
+        }
         tracing::debug!(server = %conn.inner.server, "rustauth-fred connected");
         Ok(conn)
     }
@@ -175,7 +185,7 @@ impl FredConnection {
     }
 }
 
-fn tcp_server(host: &str, port: u16, tls: bool) -> Server {
+pub(crate) fn tcp_server(host: &str, port: u16, tls: bool) -> Server {
     #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
     if tls {
         return Server::new_with_tls(host, port, Some(host.to_owned()));

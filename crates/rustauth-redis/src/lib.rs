@@ -25,6 +25,9 @@
 //! | `tls-rustls` | `rediss://` with rustls (ring provider installed if none is) |
 //! | `tls-native-tls` | `rediss://` with the platform TLS library |
 //!
+//! A `redis-sentinel://` URL connects through Sentinel and follows a failover without a
+//! new client (`docs/operations.md`, section Sentinel).
+//!
 //! Without a TLS feature, a `rediss://` URL is refused with
 //! [`ErrorKind::InvalidConfig`].
 
@@ -37,6 +40,8 @@ use kv_contract::config::Endpoint;
 use kv_contract::{Command, Connection, ConnectionOptions, ErrorKind, KvError, KvResult, Reply};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
+
+mod sentinel;
 
 /// The redis-rs version this crate is built on, re-exported.
 pub use redis;
@@ -58,6 +63,8 @@ struct Inner {
     /// Every call is bounded by this, reconnects included: redis-rs's response timeout
     /// does not cover the wait for a reconnect in progress.
     command_timeout: Duration,
+    /// Through Sentinel: how the primary is found again after a failover.
+    sentinel: Option<Arc<sentinel::Failover>>,
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -88,50 +95,17 @@ impl RedisConnection {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let addr = match &options.server.endpoint {
-            Endpoint::Tcp { host, port } if options.server.tls => ConnectionAddr::TcpTls {
-                host: host.clone(),
-                port: *port,
-                insecure: false,
-                tls_params: None,
-            },
-            Endpoint::Tcp { host, port } => ConnectionAddr::Tcp(host.clone(), *port),
+            Endpoint::Tcp { host, port } => tcp_addr(host, *port, options.server.tls),
             Endpoint::Unix { path } => ConnectionAddr::Unix(path.clone()),
+            Endpoint::Sentinel { .. } => return sentinel::connect(options).await,
             other => {
                 return Err(KvError::invalid_config(format!(
                     "rustauth-redis does not support endpoint {other:?}"
                 )))
             }
         };
-        let mut redis_info = RedisConnectionInfo::default().set_db(options.server.database.into());
-        if let Some(user) = &options.server.username {
-            redis_info = redis_info.set_username(user);
-        }
-        if let Some(password) = &options.server.password {
-            redis_info = redis_info.set_password(password.expose());
-        }
-        let info = addr
-            .into_connection_info()
-            .map_err(|e| map_error(e, &server))?
-            .set_redis_settings(redis_info);
-        let client = match &options.tls_root_certificates {
-            #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
-            Some(pem) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
-            _ => redis::Client::open(info),
-        }
-        .map_err(|e| map_error(e, &server))?;
-        let reconnect = options.reconnect;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.command_timeout))
-            .set_min_delay(reconnect.min_delay)
-            .set_max_delay(reconnect.max_delay)
-            .set_number_of_retries(1);
+        let client = data_client(addr, options).map_err(|e| map_error(e, &server))?;
+        let config = manager_config(options);
         let command_timeout = options.command_timeout;
         let conn =
             kv_contract::connect::connect_within(&options.server, options.connect_timeout, async {
@@ -143,6 +117,7 @@ impl RedisConnection {
                         manager: RwLock::new(Some(manager)),
                         server,
                         command_timeout,
+                        sentinel: None,
                     }),
                 };
                 kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await?;
@@ -179,17 +154,28 @@ impl Connection for RedisConnection {
         let Some(mut manager) = self.manager() else {
             return Err(kv_contract::wire::closed_error(&inner.server));
         };
-        match tokio::time::timeout(inner.command_timeout, manager.send_packed_command(&cmd)).await {
-            Ok(Ok(value)) => into_reply(value),
-            Ok(Err(e)) => Err(map_error(e, &inner.server)),
-            Err(_) => Err(KvError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "{} did not answer within {:?}",
-                    inner.server, inner.command_timeout
-                ),
-            )),
+        let result =
+            match tokio::time::timeout(inner.command_timeout, manager.send_packed_command(&cmd))
+                .await
+            {
+                Ok(Ok(value)) => into_reply(value),
+                Ok(Err(e)) => Err(map_error(e, &inner.server)),
+                Err(_) => Err(KvError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{} did not answer within {:?}",
+                        inner.server, inner.command_timeout
+                    ),
+                )),
+            };
+        if let (Some(failover), Err(e)) = (&inner.sentinel, &result) {
+            if sentinel::means_primary_lost(e) {
+                // In the background: this call returns its own error now, and the command
+                // is never resent (invariant 4).
+                failover.resolve_in_background(&self.inner);
+            }
         }
+        result
     }
 
     async fn close(&self) -> KvResult<()> {
@@ -203,6 +189,65 @@ impl Connection for RedisConnection {
         drop(taken);
         Ok(())
     }
+}
+
+fn tcp_addr(host: &str, port: u16, tls: bool) -> ConnectionAddr {
+    if tls {
+        ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host.to_owned(), port)
+    }
+}
+
+/// A client for a data node at `addr` with the options' credentials, database and TLS roots.
+fn data_client(
+    addr: ConnectionAddr,
+    options: &ConnectionOptions,
+) -> Result<redis::Client, redis::RedisError> {
+    let mut redis_info = RedisConnectionInfo::default().set_db(options.server.database.into());
+    if let Some(user) = &options.server.username {
+        redis_info = redis_info.set_username(user);
+    }
+    if let Some(password) = &options.server.password {
+        redis_info = redis_info.set_password(password.expose());
+    }
+    client_with(addr, redis_info, options)
+}
+
+fn client_with(
+    addr: ConnectionAddr,
+    redis_info: RedisConnectionInfo,
+    options: &ConnectionOptions,
+) -> Result<redis::Client, redis::RedisError> {
+    let info = addr.into_connection_info()?.set_redis_settings(redis_info);
+    match &options.tls_root_certificates {
+        #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+        Some(pem) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        ),
+        _ => redis::Client::open(info),
+    }
+}
+
+/// The connection manager's timeouts and reconnect delays; one retry, so a command is
+/// never resent after a broken connection.
+fn manager_config(options: &ConnectionOptions) -> ConnectionManagerConfig {
+    let reconnect = options.reconnect;
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(options.connect_timeout))
+        .set_response_timeout(Some(options.command_timeout))
+        .set_min_delay(reconnect.min_delay)
+        .set_max_delay(reconnect.max_delay)
+        .set_number_of_retries(1)
 }
 
 fn into_reply(value: Value) -> KvResult<Reply> {

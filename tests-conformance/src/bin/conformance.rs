@@ -11,7 +11,7 @@
 
 use std::process::ExitCode;
 
-use tests_conformance::run::{self, CONNECTION_CASES, STORAGE_CASES};
+use tests_conformance::run::{self, CONNECTION_CASES, SENTINEL_CASES, STORAGE_CASES};
 use tests_conformance::server;
 use tests_conformance::{report, BackendKind, Topology};
 
@@ -114,7 +114,10 @@ async fn main() -> ExitCode {
         let mut cells = Vec::new();
         for topology in Topology::ALL {
             cells.push(
-                if topology.a != topology.b || topology.a == BackendKind::Memory {
+                if topology.a != topology.b
+                    || topology.a == BackendKind::Memory
+                    || topology.is_sentinel()
+                {
                     Cell::NotApplicable
                 } else if server::server_binary().is_err() {
                     Cell::NotRun
@@ -131,14 +134,31 @@ async fn main() -> ExitCode {
         }
         rows.push((name.to_string(), cells));
     }
+    for (name, case) in SENTINEL_CASES.iter().filter(|(n, _)| selected(n)) {
+        let mut cells = Vec::new();
+        for topology in Topology::ALL {
+            cells.push(if topology.a != topology.b || !topology.is_sentinel() {
+                Cell::NotApplicable
+            } else if server::server_binary().is_err() {
+                Cell::NotRun
+            } else {
+                match run::connection(topology.a, *case).await {
+                    Ok(_) => Cell::Pass,
+                    Err(e) => Cell::Fail(e),
+                }
+            });
+        }
+        rows.push((name.to_string(), cells));
+    }
 
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
     print!("{:width$}", "case");
     for c in &columns {
-        print!(" | {c:^10}");
+        print!(" | {c:^w$}", w = c.len().max(10));
     }
     println!();
-    println!("{}", "-".repeat(width + columns.len() * 13));
+    let table_width: usize = columns.iter().map(|c| c.len().max(10) + 3).sum();
+    println!("{}", "-".repeat(width + table_width));
     let (mut passed, mut failed, mut not_run) = (0, 0, 0);
     let mut failures = Vec::new();
     let mut results = String::new();
@@ -161,7 +181,7 @@ async fn main() -> ExitCode {
                 }
                 Cell::NotApplicable => ("n/a", "n/a"),
             };
-            print!(" | {text:^10}");
+            print!(" | {text:^w$}", w = col.len().max(10));
             results.push_str(&format!("{name}\t{col}\t{status}\n"));
         }
         println!();
@@ -172,7 +192,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    println!("\n(n/a: connection cases concern the server backends only; they run per backend.)");
+    println!(
+        "\n(n/a: connection cases concern the server backends only; they run per backend; \
+         sentinel failover cases run per backend through Sentinel.)"
+    );
     if no_tls {
         let bin = server::server_binary()
             .map(|b| b.display().to_string())

@@ -20,8 +20,8 @@ const SLACK: Duration = Duration::from_millis(150);
 fn backend(kind: BackendKind) -> Backend {
     match kind {
         BackendKind::Memory => Backend::Memory,
-        BackendKind::Redis => Backend::Redis,
-        BackendKind::Fred => Backend::Fred,
+        BackendKind::Redis | BackendKind::RedisSentinel => Backend::Redis,
+        BackendKind::Fred | BackendKind::FredSentinel => Backend::Fred,
     }
 }
 

@@ -20,6 +20,7 @@ pub mod namespace;
 pub mod observe;
 pub mod rate_limit;
 pub mod resilience;
+pub mod sentinel;
 pub mod sessions;
 
 use std::ops::RangeInclusive;

@@ -28,6 +28,18 @@ macro_rules! storage_tests {
             async fn redis_writes_fred_reads() { case(Topology::REDIS_FRED).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fred_writes_redis_reads() { case(Topology::FRED_REDIS).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_sentinel() { case(Topology::REDIS_SENTINEL).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fred_sentinel() { case(Topology::FRED_SENTINEL).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_sentinel_writes_fred_sentinel_reads() {
+                case(Topology::REDIS_FRED_SENTINEL).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fred_sentinel_writes_redis_sentinel_reads() {
+                case(Topology::FRED_REDIS_SENTINEL).await
+            }
         }
     )*};
 }
@@ -52,3 +64,23 @@ macro_rules! connection_tests {
 
 tests_conformance::for_each_storage_case!(storage_tests);
 tests_conformance::for_each_connection_case!(connection_tests);
+
+macro_rules! sentinel_tests {
+    ($($module:ident :: $name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            async fn case(b: BackendKind) {
+                expect_connection(b, stringify!($name), |k| {
+                    Box::pin(tests_conformance::cases::$module::$name(k))
+                })
+                .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_sentinel() { case(BackendKind::RedisSentinel).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fred_sentinel() { case(BackendKind::FredSentinel).await }
+        }
+    )*};
+}
+
+tests_conformance::for_each_sentinel_case!(sentinel_tests);
