@@ -360,9 +360,10 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
 
     // Settle: the killed primary comes back empty as a replica of the new one; a demoted
     // primary is reconfigured by the sentinels.
+    let final_primary: u16;
     {
         let d = deployment.clone();
-        blocking(move || {
+        let settled = blocking(move || {
             if trigger == Trigger::KillPrimary {
                 d.restart_as_replica(old_primary, new_primary)?;
             }
@@ -370,6 +371,7 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
         })
         .await
         .unwrap_or_else(|e| panic!("after the failover: {e}"));
+        final_primary = settled;
     }
 
     let calls = std::mem::take(&mut *calls.lock().unwrap());
@@ -452,7 +454,11 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
         "[{}] a call took {slowest:?} (command timeout {TIMEOUT:?})",
         kind.name()
     );
-    // Writes acknowledged once the client had time to follow the switch are all kept.
+    // Writes acknowledged once the client had time to follow the switch are all kept —
+    // unless the sentinels failed over a second time (seen on a loaded machine: the new
+    // primary was judged down and another replica promoted, wiping what the first one
+    // took by a full resync). That loss is the deployment's, not the client's: it is
+    // reported, and only the other properties are asserted for the run.
     let late_lost = calls
         .iter()
         .filter(|c| c.ended > switched + FOLLOW_LIMIT)
@@ -462,13 +468,22 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
                 .is_some_and(|k| !present.contains(&physical(k)))
         })
         .count();
-    assert_eq!(
-        late_lost,
-        0,
-        "[{}] writes acknowledged more than {FOLLOW_LIMIT:?} after the sentinels switched \
-         are not on the new primary: the client kept writing to the old one",
-        kind.name()
-    );
+    if final_primary != new_primary {
+        report::metric(format!(
+            "sentinel failover [{}] {what}: the sentinels failed over twice ({old_primary} -> \
+             {new_primary} -> {final_primary}); {late_lost} late writes lost to the second \
+             failover, not asserted",
+            kind.name()
+        ));
+    } else {
+        assert_eq!(
+            late_lost,
+            0,
+            "[{}] writes acknowledged more than {FOLLOW_LIMIT:?} after the sentinels switched \
+             are not on the new primary {new_primary}: the client kept writing to the old one",
+            kind.name()
+        );
+    }
     if let Some(demoted) = demoted {
         // A write the old primary accepted after the promotion of the new one is lost (it
         // is not replicated anywhere); one it accepted once demoted would be a bug.
