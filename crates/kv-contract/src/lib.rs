@@ -45,6 +45,7 @@
 
 pub mod admin;
 pub mod breaker;
+pub mod cluster;
 pub mod config;
 pub mod connect;
 pub mod error;

@@ -240,29 +240,36 @@ pub trait Connection: Send + Sync + std::fmt::Debug + 'static {
                     .int_arg(count.into()),
             )
             .await?;
-        let mut parts = reply.into_array()?.into_iter();
-        let (Some(cursor), Some(keys), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(KvError::unexpected("SCAN reply is not [cursor, keys]"));
-        };
-        // The cursor is an unsigned 64-bit number sent as a bulk string.
-        let cursor = cursor
-            .into_opt_bytes()?
-            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
-            .ok_or_else(|| KvError::unexpected("SCAN cursor is not an unsigned 64-bit integer"))?;
-        let keys = keys
-            .into_array()?
-            .into_iter()
-            .map(|k| {
-                k.into_opt_bytes()?
-                    .ok_or_else(|| KvError::unexpected("nil key in SCAN reply"))
-            })
-            .collect::<KvResult<Vec<_>>>()?;
+        let (cursor, keys) = parse_scan_reply(reply)?;
         let next = (cursor != 0).then_some(ScanCursor {
             node: from.node,
             cursor,
         });
         Ok(ScanPage { keys, next })
     }
+}
+
+/// Reads a `SCAN` reply: `[cursor, [key, ...]]`, the cursor an unsigned 64-bit number
+/// sent as a bulk string.
+pub fn parse_scan_reply(reply: Reply) -> KvResult<(u64, Vec<Bytes>)> {
+    let mut parts = reply.into_array()?.into_iter();
+    let (Some(cursor), Some(keys), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(KvError::unexpected("SCAN reply is not [cursor, keys]"));
+    };
+    // The cursor is an unsigned 64-bit number sent as a bulk string.
+    let cursor = cursor
+        .into_opt_bytes()?
+        .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
+        .ok_or_else(|| KvError::unexpected("SCAN cursor is not an unsigned 64-bit integer"))?;
+    let keys = keys
+        .into_array()?
+        .into_iter()
+        .map(|k| {
+            k.into_opt_bytes()?
+                .ok_or_else(|| KvError::unexpected("nil key in SCAN reply"))
+        })
+        .collect::<KvResult<Vec<_>>>()?;
+    Ok((cursor, keys))
 }
 
 /// Runs `script` with `EVALSHA`; on `NOSCRIPT` (the script cache was flushed or the
