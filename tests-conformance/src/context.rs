@@ -62,6 +62,9 @@ pub struct Topology {
     pub a: BackendKind,
     /// The second store's backend.
     pub b: BackendKind,
+    /// Both stores talk to a Redis Cluster (3 primaries, 1 replica each) instead of one
+    /// server.
+    pub cluster: bool,
 }
 
 impl Topology {
@@ -69,43 +72,75 @@ impl Topology {
     pub const MEMORY: Topology = Topology {
         a: BackendKind::Memory,
         b: BackendKind::Memory,
+        cluster: false,
     };
     /// redis-rs only.
     pub const REDIS: Topology = Topology {
         a: BackendKind::Redis,
         b: BackendKind::Redis,
+        cluster: false,
     };
     /// fred only.
     pub const FRED: Topology = Topology {
         a: BackendKind::Fred,
         b: BackendKind::Fred,
+        cluster: false,
     };
     /// redis-rs writes, fred reads.
     pub const REDIS_FRED: Topology = Topology {
         a: BackendKind::Redis,
         b: BackendKind::Fred,
+        cluster: false,
     };
     /// fred writes, redis-rs reads.
     pub const FRED_REDIS: Topology = Topology {
         a: BackendKind::Fred,
         b: BackendKind::Redis,
+        cluster: false,
     };
 
+    /// redis-rs only, on a Redis Cluster.
+    pub const REDIS_CLUSTER: Topology = Topology::REDIS.on_cluster();
+    /// fred only, on a Redis Cluster.
+    pub const FRED_CLUSTER: Topology = Topology::FRED.on_cluster();
+    /// redis-rs writes, fred reads, on a Redis Cluster.
+    pub const REDIS_FRED_CLUSTER: Topology = Topology::REDIS_FRED.on_cluster();
+    /// fred writes, redis-rs reads, on a Redis Cluster.
+    pub const FRED_REDIS_CLUSTER: Topology = Topology::FRED_REDIS.on_cluster();
+
     /// Every topology, in table order.
-    pub const ALL: [Topology; 5] = [
+    pub const ALL: [Topology; 9] = [
         Topology::MEMORY,
         Topology::REDIS,
         Topology::FRED,
         Topology::REDIS_FRED,
         Topology::FRED_REDIS,
+        Topology::REDIS_CLUSTER,
+        Topology::FRED_CLUSTER,
+        Topology::REDIS_FRED_CLUSTER,
+        Topology::FRED_REDIS_CLUSTER,
     ];
 
-    /// `memory`, `redis`, `fred`, `redis+fred`, `fred+redis`.
+    /// The same backends on a Redis Cluster.
+    pub const fn on_cluster(self) -> Topology {
+        Topology {
+            cluster: true,
+            ..self
+        }
+    }
+
+    /// `memory`, `redis`, `fred`, `redis+fred`, `fred+redis`, and with `-cluster` after
+    /// the cluster ones (`redis-cluster`, `redis+fred-cluster`, ...).
     pub fn name(self) -> String {
-        if self.a == self.b {
+        let base = if self.a == self.b {
             self.a.name().to_owned()
         } else {
             format!("{}+{}", self.a.name(), self.b.name())
+        };
+        if self.cluster {
+            format!("{base}-cluster")
+        } else {
+            base
         }
     }
 
@@ -174,7 +209,11 @@ impl Ctx {
             .build()
             .expect("valid test prefix");
         let (place, probe) = if topology.needs_server() {
-            let url = server::shared().url();
+            let url = if topology.cluster {
+                crate::cluster::shared().url()
+            } else {
+                server::shared().url()
+            };
             let conn_options = ConnectionOptions::from_url(&url).expect("server URL");
             let a = topology.a.connect(&conn_options).await.unwrap_or_else(|e| {
                 panic!(
@@ -192,7 +231,12 @@ impl Ctx {
                     .await
                     .unwrap_or_else(|e| panic!("{} cannot connect: {e}", topology.b.name()))
             };
-            (Place::Server { a, b }, Probe::connect(&url).await)
+            let probe = if topology.cluster {
+                Probe::connect_cluster(&crate::cluster::shared().node_urls()).await
+            } else {
+                Probe::connect(&url).await
+            };
+            (Place::Server { a, b }, probe)
         } else {
             let ks = MemoryKeyspace::new();
             (Place::Memory(ks.clone()), Probe::Memory(ks))
@@ -270,6 +314,7 @@ impl Ctx {
     /// The shared server's log tail, if this process started it (for failure reports).
     pub fn server_log_tail(&self) -> Option<String> {
         match self.place {
+            Place::Server { .. } if self.topology.cluster => crate::cluster::shared_log_tail(),
             Place::Server { .. } => server::shared().log_tail(),
             Place::Memory(_) => None,
         }

@@ -19,6 +19,7 @@
 //! `conformance` binary (behind `cargo xtask conformance`) into a table.
 
 pub mod cases;
+pub mod cluster;
 pub mod cluster_guard;
 pub mod context;
 pub mod fault;

@@ -76,6 +76,9 @@ pub async fn storage(
         case(ctx).await
     });
     run(fut, || {
+        if topology.cluster {
+            return crate::cluster::shared_log_tail();
+        }
         topology
             .needs_server()
             .then(|| server::shared().log_tail())

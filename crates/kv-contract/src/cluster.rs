@@ -127,6 +127,12 @@ impl ClusterShape {
 /// Bits of [`ScanCursor::node`] holding the node index; the fingerprint sits above.
 const INDEX_BITS: u32 = 16;
 
+/// The cursor of a walk to begin again from the first primary.
+const RESTART: ScanCursor = ScanCursor {
+    node: usize::MAX,
+    cursor: u64::MAX,
+};
+
 fn encode(fingerprint: u32, index: usize) -> usize {
     (((fingerprint as u64) << INDEX_BITS) | index as u64) as usize
 }
@@ -146,17 +152,17 @@ pub async fn scan_page<S, SF, N, NF>(
     from: ScanCursor,
     pattern: &[u8],
     count: u32,
-    shape: S,
+    read_shape: S,
     scan_on: N,
 ) -> KvResult<ScanPage>
 where
-    S: FnOnce() -> SF,
+    S: Fn() -> SF,
     SF: Future<Output = KvResult<ClusterShape>>,
     N: FnOnce(ClusterPrimary, Command) -> NF,
     NF: Future<Output = KvResult<Reply>>,
 {
-    let shape = shape().await?;
-    let fresh = from == ScanCursor::default();
+    let shape = read_shape().await?;
+    let fresh = from == ScanCursor::default() || from == RESTART;
     let (fingerprint, index) = decode(from.node);
     // A walk begun under another slot map starts again (the fingerprint is truncated to
     // what `usize` holds on this target, on both sides of the comparison).
@@ -188,6 +194,12 @@ where
         Some((index, next_cursor))
     } else if index + 1 < shape.primaries.len() {
         Some((index + 1, 0))
+    } else if read_shape().await?.fingerprint != shape.fingerprint {
+        // The map changed while the last primary was scanned: walk the new one.
+        return Ok(ScanPage {
+            keys,
+            next: Some(RESTART),
+        });
     } else {
         None
     };

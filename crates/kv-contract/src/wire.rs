@@ -230,23 +230,34 @@ pub trait Connection: Send + Sync + std::fmt::Debug + 'static {
     /// Reads one page of `SCAN cursor MATCH pattern COUNT count`. A single server has one
     /// node; a cluster connection overrides this to walk every primary in turn.
     async fn scan_page(&self, from: ScanCursor, pattern: &[u8], count: u32) -> KvResult<ScanPage> {
-        let reply = self
-            .execute(
-                Command::new("SCAN")
-                    .arg(Bytes::from(from.cursor.to_string()))
-                    .arg("MATCH")
-                    .arg(Bytes::copy_from_slice(pattern))
-                    .arg("COUNT")
-                    .int_arg(count.into()),
-            )
-            .await?;
-        let (cursor, keys) = parse_scan_reply(reply)?;
-        let next = (cursor != 0).then_some(ScanCursor {
-            node: from.node,
-            cursor,
-        });
-        Ok(ScanPage { keys, next })
+        single_node_scan_page(self, from, pattern, count).await
     }
+}
+
+/// The default [`Connection::scan_page`]: one `SCAN` on the connection's one node (for an
+/// implementation that overrides it and still has single-server cases).
+pub async fn single_node_scan_page(
+    conn: &(impl Connection + ?Sized),
+    from: ScanCursor,
+    pattern: &[u8],
+    count: u32,
+) -> KvResult<ScanPage> {
+    let reply = conn
+        .execute(
+            Command::new("SCAN")
+                .arg(Bytes::from(from.cursor.to_string()))
+                .arg("MATCH")
+                .arg(Bytes::copy_from_slice(pattern))
+                .arg("COUNT")
+                .int_arg(count.into()),
+        )
+        .await?;
+    let (cursor, keys) = parse_scan_reply(reply)?;
+    let next = (cursor != 0).then_some(ScanCursor {
+        node: from.node,
+        cursor,
+    });
+    Ok(ScanPage { keys, next })
 }
 
 /// Reads a `SCAN` reply: `[cursor, [key, ...]]`, the cursor an unsigned 64-bit number

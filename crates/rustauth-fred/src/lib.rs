@@ -29,6 +29,8 @@
 //! [`ErrorKind::InvalidConfig`]: fred itself would
 //! silently connect in plaintext.
 
+mod cluster;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +110,7 @@ impl FredConnection {
                 server: tcp_server(host, *port, address.tls),
             },
             Endpoint::Unix { path } => ServerConfig::Unix { path: path.clone() },
+            Endpoint::Cluster { nodes } => cluster::server_config(nodes, address.tls),
             other => {
                 return Err(KvError::invalid_config(format!(
                     "rustauth-fred does not support endpoint {other:?}"
@@ -115,10 +118,12 @@ impl FredConnection {
             }
         };
         let config = Config {
-            server: server_config,
+            server: server_config.clone(),
             username: address.username.clone(),
             password: address.password.as_ref().map(|p| p.expose().to_owned()),
-            database: Some(address.database),
+            // A cluster has database 0 only and refuses SELECT of another (the URL
+            // parser already refused one).
+            database: (!server_config.is_clustered()).then_some(address.database),
             fail_fast: true,
             #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
             tls: tls_config(address.tls, options.tls_root_certificates.as_deref())
@@ -246,6 +251,22 @@ impl Connection for FredConnection {
             Ok(frame) => into_reply(frame),
             Err(e) => Err(map_error(e, &inner.server)),
         }
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.inner.client.is_clustered()
+    }
+
+    async fn scan_page(
+        &self,
+        from: kv_contract::wire::ScanCursor,
+        pattern: &[u8],
+        count: u32,
+    ) -> KvResult<kv_contract::wire::ScanPage> {
+        if self.is_cluster() {
+            return cluster::scan_page(self, from, pattern, count).await;
+        }
+        kv_contract::wire::single_node_scan_page(self, from, pattern, count).await
     }
 
     async fn close(&self) -> KvResult<()> {

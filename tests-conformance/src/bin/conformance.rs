@@ -106,7 +106,8 @@ async fn main() -> ExitCode {
         let mut cells = Vec::new();
         for topology in Topology::ALL {
             cells.push(
-                if topology.a != topology.b || topology.a == BackendKind::Memory {
+                if topology.a != topology.b || topology.a == BackendKind::Memory || topology.cluster
+                {
                     Cell::NotApplicable
                 } else if server::server_binary().is_err() {
                     Cell::NotRun

@@ -28,6 +28,14 @@ macro_rules! storage_tests {
             async fn redis_writes_fred_reads() { case(Topology::REDIS_FRED).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fred_writes_redis_reads() { case(Topology::FRED_REDIS).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() { case(Topology::REDIS_CLUSTER).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fred_cluster() { case(Topology::FRED_CLUSTER).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_writes_fred_reads_cluster() { case(Topology::REDIS_FRED_CLUSTER).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fred_writes_redis_reads_cluster() { case(Topology::FRED_REDIS_CLUSTER).await }
         }
     )*};
 }

@@ -1,0 +1,177 @@
+//! The Redis Cluster side of [`RedisConnection`]: redis-rs's async cluster client
+//! (`cluster_async::ClusterConnection`) built from the seed nodes of a
+//! `redis-cluster://` address, with the standalone connection's timeouts, ACL user, TLS
+//! and version check.
+//!
+//! Routing is by kv-contract's routing key ([`Command::routing_key`]): the slot of the
+//! command's first key, to that slot's primary; a command without a key (`INFO`, `PING`)
+//! goes to a random primary. Every multi-key command kv-contract sends already names one
+//! slot, so redis-rs never splits one. `SCAN` walks every primary through
+//! [`kv_contract::cluster::scan_page`].
+//!
+//! Redirections: redis-rs follows `MOVED`/`ASK`, `TRYAGAIN` and `CLUSTERDOWN` within
+//! its retry budget (the command did not run, so a resend is safe). The same budget also
+//! makes it resend a command whose connection dropped while it was in flight, which
+//! kv-contract's invariant 4 forbids (an increment could count twice); redis-rs 1.8 has
+//! no setting that separates the two. See `docs/operations.md` ("Redis Cluster").
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use kv_contract::cluster::ClusterShape;
+use kv_contract::wire::{ScanCursor, ScanPage};
+use kv_contract::{Command, ConnectionOptions, ErrorKind, KvError, KvResult, NodeAddress, Reply};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+
+use crate::{into_reply, map_error};
+
+/// How many redirections (and retries of refused-before-running commands) one call may
+/// follow; a slot migration costs one `ASK` per key, a failover a few `CLUSTERDOWN`s.
+const RETRIES: u32 = 6;
+
+/// What a cluster [`RedisConnection`](crate::RedisConnection) holds. `None` once closed.
+pub(crate) struct ClusterLink {
+    conn: RwLock<Option<ClusterConnection>>,
+    pub(crate) server: String,
+    command_timeout: Duration,
+}
+
+fn seed_info(node: &NodeAddress, options: &ConnectionOptions) -> KvResult<ConnectionInfo> {
+    let addr = if options.server.tls {
+        ConnectionAddr::TcpTls {
+            host: node.host.clone(),
+            port: node.port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(node.host.clone(), node.port)
+    };
+    let mut redis_info = RedisConnectionInfo::default();
+    if let Some(user) = &options.server.username {
+        redis_info = redis_info.set_username(user);
+    }
+    if let Some(password) = &options.server.password {
+        redis_info = redis_info.set_password(password.expose());
+    }
+    Ok(addr
+        .into_connection_info()
+        .map_err(|e| map_error(e, &options.server.to_string()))?
+        .set_redis_settings(redis_info))
+}
+
+impl ClusterLink {
+    /// Connects to the cluster of `options` (its endpoint is `Endpoint::Cluster`): reads
+    /// the slot map from the first seed that answers. The caller bounds the whole connect.
+    pub(crate) async fn connect(
+        options: &ConnectionOptions,
+        nodes: &[NodeAddress],
+        server: &str,
+    ) -> KvResult<ClusterLink> {
+        let seeds = nodes
+            .iter()
+            .map(|n| seed_info(n, options))
+            .collect::<KvResult<Vec<_>>>()?;
+        let reconnect = options.reconnect;
+        let builder = ClusterClientBuilder::new(seeds)
+            .connection_timeout(options.connect_timeout)
+            .response_timeout(options.command_timeout)
+            .overall_response_timeout(Some(options.command_timeout))
+            .retries(RETRIES)
+            .min_retry_wait(reconnect.min_delay.as_millis() as u64)
+            .max_retry_wait(reconnect.max_delay.as_millis() as u64);
+        #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+        let builder = match &options.tls_root_certificates {
+            Some(pem) => builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            }),
+            None => builder,
+        };
+        let client = builder.build().map_err(|e| map_error(e, server))?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(|e| map_error(e, server))?;
+        Ok(ClusterLink {
+            conn: RwLock::new(Some(conn)),
+            server: server.to_owned(),
+            command_timeout: options.command_timeout,
+        })
+    }
+
+    fn handle(&self) -> KvResult<ClusterConnection> {
+        let guard = self.conn.read().unwrap_or_else(|p| p.into_inner());
+        guard
+            .clone()
+            .ok_or_else(|| kv_contract::wire::closed_error(&self.server))
+    }
+
+    async fn route(&self, command: &Command, routing: RoutingInfo) -> KvResult<Reply> {
+        let mut cmd = redis::cmd(command.name());
+        for arg in command.args() {
+            cmd.arg(&arg[..]);
+        }
+        let mut conn = self.handle()?;
+        match tokio::time::timeout(self.command_timeout, conn.route_command(cmd, routing)).await {
+            Ok(Ok(value)) => into_reply(value),
+            Ok(Err(e)) => Err(map_error(e, &self.server)),
+            Err(_) => Err(KvError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{} did not answer within {:?}",
+                    self.server, self.command_timeout
+                ),
+            )),
+        }
+    }
+
+    /// Sends `command` to the primary of its routing key's slot, or to a random primary.
+    pub(crate) async fn execute(&self, command: Command) -> KvResult<Reply> {
+        let routing = match command.routing_key() {
+            Some(key) => SingleNodeRoutingInfo::SpecificNode(Route::new(
+                kv_contract::slot::key_slot(key),
+                SlotAddr::Master,
+            )),
+            None => SingleNodeRoutingInfo::RandomPrimary,
+        };
+        self.route(&command, RoutingInfo::SingleNode(routing)).await
+    }
+
+    /// One page of a SCAN over every primary.
+    pub(crate) async fn scan_page(
+        &self,
+        from: ScanCursor,
+        pattern: &[u8],
+        count: u32,
+    ) -> KvResult<ScanPage> {
+        kv_contract::cluster::scan_page(
+            from,
+            pattern,
+            count,
+            || async {
+                ClusterShape::from_reply(
+                    self.execute(kv_contract::cluster::cluster_nodes_command())
+                        .await?,
+                )
+            },
+            |primary, scan| async move {
+                let routing = SingleNodeRoutingInfo::ByAddress {
+                    host: primary.host.clone(),
+                    port: primary.port,
+                };
+                self.route(&scan, RoutingInfo::SingleNode(routing)).await
+            },
+        )
+        .await
+    }
+
+    /// Drops the cluster connection: its sockets close once no call holds a handle.
+    pub(crate) fn close(&self) {
+        let taken = self.conn.write().unwrap_or_else(|p| p.into_inner()).take();
+        drop(taken);
+    }
+}
