@@ -133,11 +133,17 @@ impl FredConnection {
         let reconnect = options.reconnect;
         let command_timeout = options.command_timeout;
         let connect_timeout = options.connect_timeout;
+        let clustered = config.server.is_clustered();
         let client = fred::types::Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = connect_timeout;
                 c.internal_command_timeout = connect_timeout;
                 c.max_command_attempts = 1;
+                // fred follows no redirection itself on a cluster (its ASK handling
+                // wedges the client, see `cluster`); rustauth-fred resends instead.
+                if clustered {
+                    c.max_redirections = 0;
+                }
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = command_timeout;
@@ -247,6 +253,9 @@ impl Connection for FredConnection {
         };
         let cmd = CustomCommand::new_static(command.name(), hash, false);
         let args: Vec<Value> = command.args().iter().cloned().map(Value::Bytes).collect();
+        if inner.client.is_clustered() {
+            return cluster::execute(self, cmd, args).await;
+        }
         match inner.client.custom_raw(cmd, args).await {
             Ok(frame) => into_reply(frame),
             Err(e) => Err(map_error(e, &inner.server)),

@@ -9,11 +9,16 @@
 //! slot, so redis-rs never splits one. `SCAN` walks every primary through
 //! [`kv_contract::cluster::scan_page`].
 //!
-//! Redirections: redis-rs follows `MOVED`/`ASK`, `TRYAGAIN` and `CLUSTERDOWN` within
-//! its retry budget (the command did not run, so a resend is safe). The same budget also
-//! makes it resend a command whose connection dropped while it was in flight, which
-//! kv-contract's invariant 4 forbids (an increment could count twice); redis-rs 1.8 has
-//! no setting that separates the two. See `docs/operations.md` ("Redis Cluster").
+//! Redirections: `route_command` hands `MOVED`/`ASK` replies back (measured: a slot
+//! migration under load returned `ASK` to the caller), so this module follows them
+//! itself — `ASK` with `ASKING` + the command in one pipeline to the importing node,
+//! `MOVED` to the named node — at most [`RETRIES`] times within the command timeout; a
+//! redirected command did not run, so the resend is safe. redis-rs's own retries are off
+//! (`retries(0)`): its budget also covers a command whose connection dropped while in
+//! flight, which kv-contract's invariant 4 forbids (an increment could count twice), and
+//! redis-rs 1.8 has no setting that separates the two. `TRYAGAIN` and `CLUSTERDOWN`
+//! therefore reach the caller as errors (during a failover, until the replica is
+//! promoted). See `docs/operations.md` ("Redis Cluster").
 
 use std::sync::RwLock;
 use std::time::Duration;
@@ -28,8 +33,8 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionI
 
 use crate::{into_reply, map_error};
 
-/// How many redirections (and retries of refused-before-running commands) one call may
-/// follow; a slot migration costs one `ASK` per key, a failover a few `CLUSTERDOWN`s.
+/// How many `MOVED`/`ASK` redirections one call may follow (a key being migrated costs
+/// one `ASK`, a slot that moved one `MOVED`).
 const RETRIES: u32 = 6;
 
 /// What a cluster [`RedisConnection`](crate::RedisConnection) holds. `None` once closed.
@@ -63,6 +68,21 @@ fn seed_info(node: &NodeAddress, options: &ConnectionOptions) -> KvResult<Connec
         .set_redis_settings(redis_info))
 }
 
+/// Where one attempt of a command goes.
+enum Route2 {
+    /// By redis-rs's routing (slot, random primary, address).
+    Info(RoutingInfo),
+    /// To the node of an `ASK` reply, after `ASKING`.
+    Asking(String, u16),
+}
+
+/// The `host:port` of a `MOVED <slot> <host:port>` or `ASK <slot> <host:port>` reply.
+fn redirect_address(message: &str) -> Option<(String, u16)> {
+    let addr = message.split_whitespace().nth(2)?;
+    let (host, port) = addr.rsplit_once(':')?;
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
 impl ClusterLink {
     /// Connects to the cluster of `options` (its endpoint is `Endpoint::Cluster`): reads
     /// the slot map from the first seed that answers. The caller bounds the whole connect.
@@ -80,7 +100,10 @@ impl ClusterLink {
             .connection_timeout(options.connect_timeout)
             .response_timeout(options.command_timeout)
             .overall_response_timeout(Some(options.command_timeout))
-            .retries(RETRIES)
+            // No resend by redis-rs: its retry budget also covers a command whose
+            // connection dropped in flight (invariant 4). Redirections are followed here;
+            // the slot map is still refreshed on MOVED and on connection errors.
+            .retries(0)
             .min_retry_wait(reconnect.min_delay.as_millis() as u64)
             .max_retry_wait(reconnect.max_delay.as_millis() as u64);
         #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
@@ -110,15 +133,77 @@ impl ClusterLink {
             .ok_or_else(|| kv_contract::wire::closed_error(&self.server))
     }
 
-    async fn route(&self, command: &Command, routing: RoutingInfo) -> KvResult<Reply> {
+    fn packed(command: &Command) -> redis::Cmd {
         let mut cmd = redis::cmd(command.name());
         for arg in command.args() {
             cmd.arg(&arg[..]);
         }
+        cmd
+    }
+
+    async fn route_once(
+        &self,
+        conn: &mut ClusterConnection,
+        command: &Command,
+        routing: &Route2,
+    ) -> KvResult<Reply> {
+        let result = match routing {
+            Route2::Info(info) => {
+                conn.route_command(Self::packed(command), info.clone())
+                    .await
+            }
+            Route2::Asking(host, port) => {
+                // `ASK`: this one command goes to the importing node, after `ASKING`, on
+                // the same connection.
+                let mut pipe = redis::pipe();
+                pipe.cmd("ASKING").add_command(Self::packed(command));
+                let node = SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                };
+                conn.route_pipeline(pipe, 1, 1, node)
+                    .await
+                    .map(|mut v| v.pop().unwrap_or(redis::Value::Nil))
+            }
+        };
+        match result {
+            Ok(value) => into_reply(value),
+            Err(e) => Err(map_error(e, &self.server)),
+        }
+    }
+
+    /// Sends `command` by `routing`, following `MOVED`/`ASK` replies (the command did not
+    /// run: resending it is safe) at most [`RETRIES`] times, all within the command
+    /// timeout. redis-rs hands these replies back from `route_command` instead of
+    /// following them itself.
+    async fn route(&self, command: &Command, routing: RoutingInfo) -> KvResult<Reply> {
         let mut conn = self.handle()?;
-        match tokio::time::timeout(self.command_timeout, conn.route_command(cmd, routing)).await {
-            Ok(Ok(value)) => into_reply(value),
-            Ok(Err(e)) => Err(map_error(e, &self.server)),
+        let calls = async {
+            let mut routing = Route2::Info(routing);
+            let mut redirects = 0;
+            loop {
+                let result = self.route_once(&mut conn, command, &routing).await;
+                let Err(e) = &result else { return result };
+                let code = e.server_code();
+                if redirects >= RETRIES || !matches!(code, Some("MOVED" | "ASK")) {
+                    return result;
+                }
+                let Some((host, port)) = redirect_address(e.message()) else {
+                    return result;
+                };
+                redirects += 1;
+                routing = if code == Some("ASK") {
+                    Route2::Asking(host, port)
+                } else {
+                    Route2::Info(RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host,
+                        port,
+                    }))
+                };
+            }
+        };
+        match tokio::time::timeout(self.command_timeout, calls).await {
+            Ok(result) => result,
             Err(_) => Err(KvError::new(
                 ErrorKind::Timeout,
                 format!(

@@ -10,6 +10,7 @@
 
 pub mod atomic;
 pub mod basic;
+pub mod cluster;
 pub mod connection;
 pub mod facade;
 pub mod faults;

@@ -60,3 +60,23 @@ macro_rules! connection_tests {
 
 tests_conformance::for_each_storage_case!(storage_tests);
 tests_conformance::for_each_connection_case!(connection_tests);
+
+macro_rules! cluster_tests {
+    ($($module:ident :: $name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            async fn case(b: BackendKind) {
+                expect_connection(b, stringify!($name), |k| {
+                    Box::pin(tests_conformance::cases::$module::$name(k))
+                })
+                .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() { case(BackendKind::Redis).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fred_cluster() { case(BackendKind::Fred).await }
+        }
+    )*};
+}
+
+tests_conformance::for_each_cluster_case!(cluster_tests);
