@@ -297,3 +297,65 @@ impl SecondaryStorage for ServerStorage {
         Ok(deleted)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::slot::key_slot;
+    use crate::wire::Reply;
+
+    /// Records every command; answers `MGET` with each key's own bytes, `DEL` with the key
+    /// count; refuses cross-slot commands like a cluster when `cluster`.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        cluster: bool,
+        sent: Mutex<Vec<Command>>,
+    }
+
+    #[async_trait]
+    impl Connection for Recorder {
+        async fn execute(&self, command: Command) -> KvResult<Reply> {
+            let keys = command.args().to_vec();
+            if self.cluster && keys.iter().any(|k| key_slot(k) != key_slot(&keys[0])) {
+                return Err(KvError::server_reply("CROSSSLOT", None));
+            }
+            let reply = match command.name() {
+                "MGET" => Reply::Array(keys.iter().cloned().map(Reply::Data).collect()),
+                _ => Reply::Int(keys.len() as i64),
+            };
+            self.sent.lock().unwrap().push(command);
+            Ok(reply)
+        }
+
+        fn is_cluster(&self) -> bool {
+            self.cluster
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_hold_one_slot_on_a_cluster_and_at_most_1000_keys_everywhere() {
+        for cluster in [false, true] {
+            let conn = Arc::new(Recorder {
+                cluster,
+                ..Recorder::default()
+            });
+            let store =
+                ServerStorage::new(conn.clone(), StorageOptions::builder().build().unwrap());
+            let keys: Vec<String> = (0..2500).map(|i| format!("k{i}")).collect();
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let values = store.get_many(&refs).await.unwrap();
+            for (k, v) in refs.iter().zip(values) {
+                assert_eq!(v.unwrap(), store.key(k).unwrap(), "in the caller's order");
+            }
+            assert_eq!(store.delete_many(&refs).await.unwrap(), 2500);
+            let sent = conn.sent.lock().unwrap();
+            assert!(sent.iter().all(|c| c.args().len() <= MAX_KEYS_PER_COMMAND));
+            if !cluster {
+                // 2500 keys on one server: 1000 + 1000 + 500, for MGET and for DEL.
+                assert_eq!(sent.len(), 6);
+            }
+        }
+    }
+}

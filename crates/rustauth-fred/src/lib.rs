@@ -20,6 +20,11 @@
 //! # }
 //! ```
 //!
+//! A `redis-cluster://host:port?node=host:port` URL (also `rediss-`, `valkey-`,
+//! `valkeys-cluster://`) connects to a Redis or Valkey Cluster instead: commands go to
+//! their slot's primary, `SCAN` walks every primary, and the stores split their batches
+//! per slot (`docs/operations.md`, "Redis Cluster").
+//!
 //! | feature | effect |
 //! |---|---|
 //! | `tls-rustls` | `rediss://` with rustls (ring provider installed if none is) |
