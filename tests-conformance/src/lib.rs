@@ -124,6 +124,7 @@ macro_rules! for_each_cluster_case {
             cluster::cluster_slot_migration_under_load,
             cluster::cluster_failover_under_load,
             cluster::cluster_noscript_on_a_new_primary,
+            cluster::cluster_scan_survives_a_failover_mid_walk,
         }
     };
 }

@@ -89,11 +89,21 @@ pub(crate) async fn scan_page(
             )
         },
         |primary, scan| async move {
+            // By a slot the primary serves, not by its address: fred holds connections
+            // only to the primaries it knows, and a replica promoted since has none yet
+            // (measured: "Failed to route command." after a failover mid-walk).
+            let (hash, node) = match primary.first_slot {
+                Some(slot) => (ClusterHash::Custom(slot), None),
+                None => (
+                    ClusterHash::FirstKey,
+                    Some(Server::new(primary.host.as_str(), primary.port)),
+                ),
+            };
             let options = Options {
-                cluster_node: Some(Server::new(primary.host.as_str(), primary.port)),
+                cluster_node: node,
                 ..Options::default()
             };
-            let cmd = CustomCommand::new_static(scan.name(), ClusterHash::FirstKey, false);
+            let cmd = CustomCommand::new_static(scan.name(), hash, false);
             let args: Vec<Value> = scan.args().iter().cloned().map(Value::Bytes).collect();
             match inner
                 .client

@@ -244,9 +244,18 @@ impl ClusterLink {
                 )
             },
             |primary, scan| async move {
-                let routing = SingleNodeRoutingInfo::ByAddress {
-                    host: primary.host.clone(),
-                    port: primary.port,
+                // By a slot the primary serves, not by its address: redis-rs holds
+                // connections only to the primaries it knows, and a replica promoted
+                // since (measured: a failover mid-walk) has none yet ("Requested
+                // connection not found"); routing by slot lets it refresh and connect.
+                let routing = match primary.first_slot {
+                    Some(slot) => {
+                        SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master))
+                    }
+                    None => SingleNodeRoutingInfo::ByAddress {
+                        host: primary.host.clone(),
+                        port: primary.port,
+                    },
                 };
                 self.route(&scan, RoutingInfo::SingleNode(routing)).await
             },

@@ -488,3 +488,62 @@ pub async fn cluster_noscript_on_a_new_primary(kind: BackendKind) {
     println!("{line}");
     report::metric(line);
 }
+
+/// A SCAN walk over every primary with a failover in the middle of it: the changed slot
+/// map restarts the walk (`kv_contract::cluster`), and every key that existed throughout
+/// is returned.
+pub async fn cluster_scan_survives_a_failover_mid_walk(kind: BackendKind) {
+    let cluster = own_cluster().await;
+    let conn = connect(kind, &cluster.url()).await;
+    let s = store(&conn, "scanfo");
+    let n = 600;
+    for i in 0..n {
+        s.set(&format!("k{i}"), Bytes::from_static(b"v"), None)
+            .await
+            .unwrap();
+    }
+    let mut prefix = s.options().key("x").unwrap();
+    prefix.pop();
+    let mut pattern = kv_contract::glob::escape(&prefix);
+    pattern.push(b'*');
+    let mut seen = std::collections::HashSet::new();
+    let mut from = kv_contract::wire::ScanCursor::default();
+    let mut pages = 0;
+    // Walk into the second primary before the failover.
+    let first_port = cluster.primary_ports().unwrap()[0];
+    loop {
+        let page = conn.scan_page(from, &pattern, 20).await.unwrap();
+        pages += 1;
+        seen.extend(page.keys);
+        let Some(next) = page.next else { break };
+        from = next;
+        if pages == 3 {
+            let replica = cluster
+                .ports()
+                .into_iter()
+                .find(|p| {
+                    node_command(*p, &["INFO", "replication"])
+                        .is_ok_and(|i| i.contains(&format!("master_port:{first_port}")))
+                })
+                .expect("a replica");
+            node_command(replica, &["CLUSTER", "FAILOVER"]).expect("CLUSTER FAILOVER");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !cluster.primary_ports().unwrap().contains(&replica) {
+                assert!(Instant::now() < deadline, "the replica was not promoted");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        assert!(pages < 10_000, "the walk does not end");
+    }
+    let missing = (0..n)
+        .filter(|i| !seen.contains(&Bytes::from(s.options().key(&format!("k{i}")).unwrap())))
+        .count();
+    let line = format!(
+        "cluster SCAN with a failover mid-walk [{}]: {pages} pages, {} distinct keys of {n}, {missing} missing",
+        kind.name(),
+        seen.len()
+    );
+    println!("{line}");
+    report::metric(line);
+    assert_eq!(missing, 0, "keys that existed throughout were missed");
+}
