@@ -42,11 +42,17 @@ fn store(conn: &SharedConnection, case: &str) -> ServerStorage {
     ServerStorage::new(conn.clone(), options)
 }
 
-async fn own_cluster() -> RedisCluster {
-    tokio::task::spawn_blocking(RedisCluster::start)
+/// One own cluster at a time per process: six servers and a workload each would otherwise
+/// pile up on a small CI machine and slow the timing-sensitive cases running meanwhile.
+static OWN_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn own_cluster() -> (tokio::sync::MutexGuard<'static, ()>, RedisCluster) {
+    let gate = OWN_CLUSTER.lock().await;
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
         .expect("start task")
-        .unwrap_or_else(|e| panic!("cannot start a Redis Cluster: {e}"))
+        .unwrap_or_else(|e| panic!("cannot start a Redis Cluster: {e}"));
+    (gate, cluster)
 }
 
 /// `list_keys`, `get_many`, `delete_many` and `clear` with keys in every slot range:
@@ -112,7 +118,7 @@ pub async fn cluster_clear_and_list_span_every_primary(kind: BackendKind) {
 /// `SETSLOT NODE`): calls follow `ASK`/`MOVED`; failed calls are counted (target 0) and
 /// every key holds its last acknowledged value afterwards.
 pub async fn cluster_slot_migration_under_load(kind: BackendKind) {
-    let cluster = own_cluster().await;
+    let (_gate, cluster) = own_cluster().await;
     let conn = connect(kind, &cluster.url()).await;
     let s = Arc::new(store(&conn, "migrate"));
     // Keys of one slot: one hash tag.
@@ -287,7 +293,7 @@ struct FailoverFigures {
 /// until a write to that slot succeeds again, the failed calls, and acknowledged writes
 /// lost (Redis replicates asynchronously).
 async fn failover_under_load(kind: BackendKind, kill: bool) -> FailoverFigures {
-    let mut cluster = own_cluster().await;
+    let (_gate, mut cluster) = own_cluster().await;
     let conn = connect(kind, &cluster.url()).await;
     let s = Arc::new(store(&conn, "failover"));
     let keys: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
@@ -419,7 +425,7 @@ pub async fn cluster_failover_under_load(kind: BackendKind) {
 /// (`SCRIPT EXISTS` says 0): a script call there gets `NOSCRIPT` and the `EVAL` fallback
 /// runs it once; the next call finds it cached.
 pub async fn cluster_noscript_on_a_new_primary(kind: BackendKind) {
-    let cluster = own_cluster().await;
+    let (_gate, cluster) = own_cluster().await;
     let conn = connect(kind, &cluster.url()).await;
     let s = store(&conn, "noscript");
     s.set("k", Bytes::from_static(b"v0"), None).await.unwrap();
@@ -493,7 +499,7 @@ pub async fn cluster_noscript_on_a_new_primary(kind: BackendKind) {
 /// map restarts the walk (`kv_contract::cluster`), and every key that existed throughout
 /// is returned.
 pub async fn cluster_scan_survives_a_failover_mid_walk(kind: BackendKind) {
-    let cluster = own_cluster().await;
+    let (_gate, cluster) = own_cluster().await;
     let conn = connect(kind, &cluster.url()).await;
     let s = store(&conn, "scanfo");
     let n = 600;
