@@ -75,6 +75,9 @@ pub struct Topology {
     pub a: BackendKind,
     /// The second store's backend.
     pub b: BackendKind,
+    /// Both stores talk to a Redis Cluster (3 primaries, 1 replica each) instead of one
+    /// server.
+    pub cluster: bool,
 }
 
 impl Topology {
@@ -82,51 +85,68 @@ impl Topology {
     pub const MEMORY: Topology = Topology {
         a: BackendKind::Memory,
         b: BackendKind::Memory,
+        cluster: false,
     };
     /// redis-rs only.
     pub const REDIS: Topology = Topology {
         a: BackendKind::Redis,
         b: BackendKind::Redis,
+        cluster: false,
     };
     /// fred only.
     pub const FRED: Topology = Topology {
         a: BackendKind::Fred,
         b: BackendKind::Fred,
+        cluster: false,
     };
     /// redis-rs writes, fred reads.
     pub const REDIS_FRED: Topology = Topology {
         a: BackendKind::Redis,
         b: BackendKind::Fred,
+        cluster: false,
     };
     /// fred writes, redis-rs reads.
     pub const FRED_REDIS: Topology = Topology {
         a: BackendKind::Fred,
         b: BackendKind::Redis,
+        cluster: false,
     };
 
     /// redis-rs through Sentinel.
     pub const REDIS_SENTINEL: Topology = Topology {
         a: BackendKind::RedisSentinel,
         b: BackendKind::RedisSentinel,
+        cluster: false,
     };
     /// fred through Sentinel.
     pub const FRED_SENTINEL: Topology = Topology {
         a: BackendKind::FredSentinel,
         b: BackendKind::FredSentinel,
+        cluster: false,
     };
     /// redis-rs writes, fred reads, both through Sentinel.
     pub const REDIS_FRED_SENTINEL: Topology = Topology {
         a: BackendKind::RedisSentinel,
         b: BackendKind::FredSentinel,
+        cluster: false,
     };
     /// fred writes, redis-rs reads, both through Sentinel.
     pub const FRED_REDIS_SENTINEL: Topology = Topology {
         a: BackendKind::FredSentinel,
         b: BackendKind::RedisSentinel,
+        cluster: false,
     };
+    /// redis-rs only, on a Redis Cluster.
+    pub const REDIS_CLUSTER: Topology = Topology::REDIS.on_cluster();
+    /// fred only, on a Redis Cluster.
+    pub const FRED_CLUSTER: Topology = Topology::FRED.on_cluster();
+    /// redis-rs writes, fred reads, on a Redis Cluster.
+    pub const REDIS_FRED_CLUSTER: Topology = Topology::REDIS_FRED.on_cluster();
+    /// fred writes, redis-rs reads, on a Redis Cluster.
+    pub const FRED_REDIS_CLUSTER: Topology = Topology::FRED_REDIS.on_cluster();
 
     /// Every topology, in table order.
-    pub const ALL: [Topology; 9] = [
+    pub const ALL: [Topology; 13] = [
         Topology::MEMORY,
         Topology::REDIS,
         Topology::FRED,
@@ -136,14 +156,32 @@ impl Topology {
         Topology::FRED_SENTINEL,
         Topology::REDIS_FRED_SENTINEL,
         Topology::FRED_REDIS_SENTINEL,
+        Topology::REDIS_CLUSTER,
+        Topology::FRED_CLUSTER,
+        Topology::REDIS_FRED_CLUSTER,
+        Topology::FRED_REDIS_CLUSTER,
     ];
 
-    /// `memory`, `redis`, `fred`, `redis+fred`, `fred+redis`.
+    /// The same backends on a Redis Cluster.
+    pub const fn on_cluster(self) -> Topology {
+        Topology {
+            cluster: true,
+            ..self
+        }
+    }
+
+    /// `memory`, `redis`, `fred`, `redis+fred`, `fred+redis`, and with `-cluster` after
+    /// the cluster ones (`redis-cluster`, `redis+fred-cluster`, ...).
     pub fn name(self) -> String {
-        if self.a == self.b {
+        let base = if self.a == self.b {
             self.a.name().to_owned()
         } else {
             format!("{}+{}", self.a.name(), self.b.name())
+        };
+        if self.cluster {
+            format!("{base}-cluster")
+        } else {
+            base
         }
     }
 
@@ -258,6 +296,9 @@ impl Ctx {
                 let deployment = crate::sentinel::shared();
                 let primary = deployment.primary_url().expect("sentinel primary");
                 (deployment.url(), primary)
+            } else if topology.cluster {
+                let url = crate::cluster::shared().url();
+                (url.clone(), url)
             } else {
                 // Stores connect as the least-privilege app user; the probe as the admin.
                 (app_url().await, server::shared().url())
@@ -281,6 +322,8 @@ impl Ctx {
             };
             let probe = if topology.is_sentinel() {
                 Probe::connect_with_timeout(&probe_url, std::time::Duration::from_secs(10)).await
+            } else if topology.cluster {
+                Probe::connect_cluster(&crate::cluster::shared().node_urls()).await
             } else {
                 Probe::connect(&probe_url).await
             };
@@ -365,6 +408,7 @@ impl Ctx {
             Place::Server { .. } if self.topology.is_sentinel() => {
                 crate::sentinel::shared_log_tail()
             }
+            Place::Server { .. } if self.topology.cluster => crate::cluster::shared_log_tail(),
             Place::Server { .. } => server::shared().log_tail(),
             Place::Memory(_) => None,
         }

@@ -5,6 +5,7 @@
 //!
 //! - [`server`]: starts a real `redis-server` (or uses `RUSTAUTH_REDIS_URL`);
 //! - [`probe`]: a raw connection for checking key bytes, values, `TYPE` and `PTTL`;
+//! - [`cluster`]: starts a real Redis Cluster (3 primaries, 1 replica each);
 //! - [`cluster_guard`]: a connection wrapper that batches and refuses keys like a Redis
 //!   Cluster (per hash slot, `CROSSSLOT`);
 //! - [`context`]: topologies and the per-case stores;
@@ -19,6 +20,7 @@
 //! `conformance` binary (behind `cargo xtask conformance`) into a table.
 
 pub mod cases;
+pub mod cluster;
 pub mod cluster_guard;
 #[cfg(feature = "testcontainers")]
 pub mod containers;
@@ -126,6 +128,21 @@ macro_rules! for_each_sentinel_case {
             sentinel::sentinel_failover_graceful,
             sentinel::sentinel_failover_primary_killed,
             sentinel::sentinel_credentials_and_connect_errors,
+        }
+    };
+}
+
+/// Calls `$m!` with every case only a Redis Cluster has (per server backend, on a real
+/// cluster), as `module::name`.
+#[macro_export]
+macro_rules! for_each_cluster_case {
+    ($m:ident) => {
+        $m! {
+            cluster::cluster_clear_and_list_span_every_primary,
+            cluster::cluster_slot_migration_under_load,
+            cluster::cluster_failover_under_load,
+            cluster::cluster_noscript_on_a_new_primary,
+            cluster::cluster_scan_survives_a_failover_mid_walk,
         }
     };
 }

@@ -7,6 +7,8 @@
 use kv_contract::memory::{MemoryKeyspace, Value as MemValue};
 use kv_contract::Bytes;
 use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -28,6 +30,9 @@ pub enum Probe {
     Server(MultiplexedConnection),
     /// The memory keyspace.
     Memory(MemoryKeyspace),
+    /// A Redis Cluster, through redis-rs's plain cluster connection: each command goes to
+    /// the primary that owns its key, so byte probes read the owning node.
+    Cluster(ClusterConnection),
 }
 
 /// `PTTL` of a key: missing, no expiry, or milliseconds left.
@@ -68,8 +73,25 @@ impl Probe {
         )
     }
 
+    /// A probe on the cluster with seed `node_urls` (`redis://host:port` each).
+    pub async fn connect_cluster(node_urls: &[String]) -> Self {
+        let client = redis::cluster::ClusterClient::builder(node_urls.to_vec())
+            .build()
+            .expect("cluster probe URLs");
+        Probe::Cluster(
+            client
+                .get_async_connection()
+                .await
+                .unwrap_or_else(|e| panic!("probe cannot connect to the cluster: {e}")),
+        )
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
         match self {
+            Probe::Cluster(c) => cmd
+                .query_async(&mut c.clone())
+                .await
+                .unwrap_or_else(|e| panic!("probe command failed: {e}")),
             Probe::Server(c) => cmd
                 .query_async(&mut c.clone())
                 .await
@@ -90,7 +112,7 @@ impl Probe {
                 MemValue::String(b) => b.to_vec(),
                 other => panic!("GET of a {} key: WRONGTYPE", other.type_name()),
             }),
-            Probe::Server(_) => self.query(redis::cmd("GET").arg(key)).await,
+            Probe::Server(_) | Probe::Cluster(_) => self.query(redis::cmd("GET").arg(key)).await,
         }
     }
 
@@ -101,7 +123,7 @@ impl Probe {
                 None => -2,
                 Some(e) => e.pttl_ms.map_or(-1, |ms| ms as i64),
             },
-            Probe::Server(_) => self.query(redis::cmd("PTTL").arg(key)).await,
+            Probe::Server(_) | Probe::Cluster(_) => self.query(redis::cmd("PTTL").arg(key)).await,
         };
         match raw {
             -2 => Pttl::Missing,
@@ -117,7 +139,7 @@ impl Probe {
                 .inspect(key)
                 .map_or("none", |e| e.value.type_name())
                 .to_owned(),
-            Probe::Server(_) => {
+            Probe::Server(_) | Probe::Cluster(_) => {
                 let v: redis::Value = self.query(redis::cmd("TYPE").arg(key)).await;
                 match v {
                     redis::Value::SimpleString(s) => s,
@@ -139,7 +161,9 @@ impl Probe {
                     .collect(),
                 Some(other) => panic!("HGETALL of a {} key: WRONGTYPE", other.type_name()),
             },
-            Probe::Server(_) => self.query(redis::cmd("HGETALL").arg(key)).await,
+            Probe::Server(_) | Probe::Cluster(_) => {
+                self.query(redis::cmd("HGETALL").arg(key)).await
+            }
         };
         fields.sort();
         fields
@@ -156,7 +180,7 @@ impl Probe {
                 }
                 Some(other) => panic!("ZRANGE of a {} key: WRONGTYPE", other.type_name()),
             },
-            Probe::Server(_) => {
+            Probe::Server(_) | Probe::Cluster(_) => {
                 self.query(
                     redis::cmd("ZRANGE")
                         .arg(key)
@@ -175,7 +199,7 @@ impl Probe {
     pub async fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) {
         match self {
             Probe::Memory(ks) => ks.insert_raw(key, Bytes::copy_from_slice(value), ttl),
-            Probe::Server(_) => {
+            Probe::Server(_) | Probe::Cluster(_) => {
                 let mut cmd = redis::cmd("SET");
                 cmd.arg(key).arg(value);
                 if let Some(t) = ttl {
@@ -193,6 +217,26 @@ impl Probe {
                 for (k, v) in pairs {
                     ks.insert_raw(&k, Bytes::from(v), None);
                 }
+            }
+            Probe::Cluster(c) => {
+                // One MSET per slot and chunk: a cluster refuses a cross-slot MSET.
+                use futures::StreamExt;
+                let pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs.collect();
+                let keys: Vec<&[u8]> = pairs.iter().map(|(k, _)| &k[..]).collect();
+                let batches = kv_contract::slot::batches(&keys, true, 1000);
+                futures::stream::iter(batches.into_iter().map(|batch| {
+                    let mut cmd = redis::cmd("MSET");
+                    for i in batch {
+                        cmd.arg(&pairs[i].0).arg(&pairs[i].1);
+                    }
+                    let mut c = c.clone();
+                    async move {
+                        let _: () = cmd.query_async(&mut c).await.expect("MSET");
+                    }
+                }))
+                .buffer_unordered(64)
+                .collect::<Vec<()>>()
+                .await;
             }
             Probe::Server(c) => {
                 let mut pipe = redis::pipe();
@@ -217,6 +261,20 @@ impl Probe {
     pub async fn keys_with_prefix(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
         let mut keys = match self {
             Probe::Memory(ks) => ks.physical_keys(),
+            Probe::Cluster(c) => {
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut c.clone())
+                    .await
+                    .expect("CLUSTER NODES");
+                let shape = kv_contract::cluster::ClusterShape::parse(&nodes).expect("nodes");
+                let mut out = Vec::new();
+                for p in shape.primaries {
+                    let node = Probe::connect(&format!("redis://{}:{}", p.host, p.port)).await;
+                    out.extend(Box::pin(node.keys_with_prefix(prefix)).await);
+                }
+                out
+            }
             Probe::Server(c) => {
                 let mut out = Vec::new();
                 let mut cursor: u64 = 0;
@@ -266,7 +324,7 @@ impl Probe {
                 ),
                 other => Stored::Other(other.type_name().to_owned()),
             }),
-            Probe::Server(_) => match self.key_type(key).await.as_str() {
+            Probe::Server(_) | Probe::Cluster(_) => match self.key_type(key).await.as_str() {
                 "none" => None,
                 "string" => self.get(key).await.map(Stored::String),
                 "hash" => {
@@ -284,7 +342,7 @@ impl Probe {
     pub async fn now_ms(&self) -> u64 {
         match self {
             Probe::Memory(ks) => ks.now_ms(),
-            Probe::Server(_) => {
+            Probe::Server(_) | Probe::Cluster(_) => {
                 let (secs, micros): (u64, u64) = self.query(&redis::cmd("TIME")).await;
                 secs * 1000 + micros / 1000
             }
@@ -310,7 +368,7 @@ impl Probe {
                     ttl.map(|t| t.as_millis() as u64),
                 );
             }),
-            Probe::Server(_) => {
+            Probe::Server(_) | Probe::Cluster(_) => {
                 let _: () = self.query(redis::cmd("DEL").arg(key)).await;
                 let mut cmd = redis::cmd("HSET");
                 cmd.arg(key);
@@ -329,6 +387,18 @@ impl Probe {
 
     /// `SCRIPT FLUSH` (a no-op for memory, which has no script cache).
     pub async fn script_flush(&self) {
+        if let Probe::Cluster(c) = self {
+            // Every node's cache: a replica promoted later must not know the script either.
+            let routing = RoutingInfo::MultiNode((
+                MultipleNodeRoutingInfo::AllNodes,
+                Some(ResponsePolicy::AllSucceeded),
+            ));
+            c.clone()
+                .route_command(redis::cmd("SCRIPT").arg("FLUSH").clone(), routing)
+                .await
+                .expect("SCRIPT FLUSH on every node");
+            return;
+        }
         if let Probe::Server(_) = self {
             let _: () = self.query(redis::cmd("SCRIPT").arg("FLUSH")).await;
         }
@@ -336,6 +406,6 @@ impl Probe {
 
     /// Whether this probe looks at a real server.
     pub fn is_server(&self) -> bool {
-        matches!(self, Probe::Server(_))
+        matches!(self, Probe::Server(_) | Probe::Cluster(_))
     }
 }

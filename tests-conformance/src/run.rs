@@ -32,7 +32,11 @@ macro_rules! storage_registry {
 macro_rules! connection_registry {
     ($($t:tt)*) => { registry!(CONNECTION_CASES, ConnectionCase, $($t)*); };
 }
+macro_rules! cluster_registry {
+    ($($t:tt)*) => { registry!(CLUSTER_CASES, ConnectionCase, $($t)*); };
+}
 crate::for_each_storage_case!(storage_registry);
+crate::for_each_cluster_case!(cluster_registry);
 crate::for_each_connection_case!(connection_registry);
 macro_rules! sentinel_registry {
     ($($t:tt)*) => { registry!(SENTINEL_CASES, ConnectionCase, $($t)*); };
@@ -82,6 +86,9 @@ pub async fn storage(
     run(fut, || {
         if topology.is_sentinel() {
             return crate::sentinel::shared_log_tail();
+        }
+        if topology.cluster {
+            return crate::cluster::shared_log_tail();
         }
         topology
             .needs_server()

@@ -48,6 +48,7 @@
 pub mod acl;
 pub mod admin;
 pub mod breaker;
+pub mod cluster;
 pub mod config;
 pub mod connect;
 pub mod error;

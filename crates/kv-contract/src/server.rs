@@ -4,6 +4,12 @@
 //! This is the whole secondary-storage logic for Redis and Valkey: which command each
 //! operation sends, with which bytes, and how the reply is read. The redis-rs and fred
 //! backends supply only the [`Connection`]; both therefore send identical commands.
+//!
+//! Multi-key commands (`get_many`'s `MGET`, `delete_many`'s and `clear`'s `DEL`) are
+//! cut into batches of one hash slot on a cluster ([`Connection::is_cluster`]) and of at
+//! most [`MAX_KEYS_PER_COMMAND`] keys everywhere, sent concurrently, and `MGET` replies
+//! are put back in the caller's order: cluster-safe by construction, whatever the
+//! backend's client would do with a cross-slot command.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,6 +20,7 @@ use bytes::Bytes;
 
 use crate::error::{KvError, KvResult};
 use crate::script;
+use crate::slot::{self, GroupFuture, MAX_KEYS_PER_COMMAND};
 use crate::storage::{check_value, SecondaryStorage, StorageOptions};
 use crate::ttl::Expiry;
 use crate::wire::{eval, Command, Connection, ScanCursor};
@@ -54,6 +61,28 @@ impl ServerStorage {
 
     fn key(&self, key: &str) -> KvResult<Bytes> {
         self.options.key(key).map(Bytes::from)
+    }
+
+    /// `DEL` of physical keys, one command per hash slot on a cluster (a cross-slot `DEL`
+    /// is refused with `CROSSSLOT`) and at most [`MAX_KEYS_PER_COMMAND`] keys per command
+    /// on any topology; the commands run concurrently. No key, no command.
+    async fn delete_physical(&self, keys: &[Bytes]) -> KvResult<u64> {
+        let batches = slot::batches(keys, self.conn.is_cluster(), MAX_KEYS_PER_COMMAND);
+        let futures: Vec<GroupFuture<'_, u64>> = batches
+            .iter()
+            .map(|batch| {
+                let mut cmd = Command::new("DEL");
+                for &i in batch {
+                    cmd = cmd.key(keys[i].clone());
+                }
+                let fut: GroupFuture<'_, u64> =
+                    Box::pin(
+                        async move { Ok(self.conn.execute(cmd).await?.into_int()?.max(0) as u64) },
+                    );
+                fut
+            })
+            .collect();
+        Ok(slot::join_all(futures).await?.into_iter().sum())
     }
 
     fn scan(&self) -> NamespaceScan<'_> {
@@ -186,33 +215,48 @@ impl SecondaryStorage for ServerStorage {
     }
 
     async fn get_many(&self, keys: &[&str]) -> KvResult<Vec<Option<Bytes>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        let physical = keys
+            .iter()
+            .map(|k| self.key(k))
+            .collect::<KvResult<Vec<_>>>()?;
+        let batches = slot::batches(&physical, self.conn.is_cluster(), MAX_KEYS_PER_COMMAND);
+        let futures: Vec<GroupFuture<'_, Vec<Option<Bytes>>>> = batches
+            .iter()
+            .map(|batch| {
+                let mut cmd = Command::new("MGET");
+                for &i in batch {
+                    cmd = cmd.key(physical[i].clone());
+                }
+                let want = batch.len();
+                let fut: GroupFuture<'_, Vec<Option<Bytes>>> = Box::pin(async move {
+                    let values = self.conn.execute(cmd).await?.into_array()?;
+                    if values.len() != want {
+                        return Err(KvError::unexpected(format!(
+                            "MGET of {want} keys returned {} values",
+                            values.len()
+                        )));
+                    }
+                    values.into_iter().map(|v| v.into_opt_bytes()).collect()
+                });
+                fut
+            })
+            .collect();
+        // Reassemble in the caller's order: batch i holds the values of its indices.
+        let mut out = vec![None; keys.len()];
+        for (batch, values) in batches.iter().zip(slot::join_all(futures).await?) {
+            for (&i, v) in batch.iter().zip(values) {
+                out[i] = v;
+            }
         }
-        let mut cmd = Command::new("MGET");
-        for k in keys {
-            cmd = cmd.key(self.key(k)?);
-        }
-        let values = self.conn.execute(cmd).await?.into_array()?;
-        if values.len() != keys.len() {
-            return Err(KvError::unexpected(format!(
-                "MGET of {} keys returned {} values",
-                keys.len(),
-                values.len()
-            )));
-        }
-        values.into_iter().map(|v| v.into_opt_bytes()).collect()
+        Ok(out)
     }
 
     async fn delete_many(&self, keys: &[&str]) -> KvResult<u64> {
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        let mut cmd = Command::new("DEL");
-        for k in keys {
-            cmd = cmd.key(self.key(k)?);
-        }
-        Ok(self.conn.execute(cmd).await?.into_int()?.max(0) as u64)
+        let physical = keys
+            .iter()
+            .map(|k| self.key(k))
+            .collect::<KvResult<Vec<_>>>()?;
+        self.delete_physical(&physical).await
     }
 
     async fn list_keys(&self) -> KvResult<Vec<String>> {
@@ -248,12 +292,70 @@ impl SecondaryStorage for ServerStorage {
             if page.is_empty() {
                 continue;
             }
-            let mut cmd = Command::new("DEL");
-            for k in page {
-                cmd = cmd.key(k);
-            }
-            deleted += self.conn.execute(cmd).await?.into_int()?.max(0) as u64;
+            deleted += self.delete_physical(&page).await?;
         }
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::slot::key_slot;
+    use crate::wire::Reply;
+
+    /// Records every command; answers `MGET` with each key's own bytes, `DEL` with the key
+    /// count; refuses cross-slot commands like a cluster when `cluster`.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        cluster: bool,
+        sent: Mutex<Vec<Command>>,
+    }
+
+    #[async_trait]
+    impl Connection for Recorder {
+        async fn execute(&self, command: Command) -> KvResult<Reply> {
+            let keys = command.args().to_vec();
+            if self.cluster && keys.iter().any(|k| key_slot(k) != key_slot(&keys[0])) {
+                return Err(KvError::server_reply("CROSSSLOT", None));
+            }
+            let reply = match command.name() {
+                "MGET" => Reply::Array(keys.iter().cloned().map(Reply::Data).collect()),
+                _ => Reply::Int(keys.len() as i64),
+            };
+            self.sent.lock().unwrap().push(command);
+            Ok(reply)
+        }
+
+        fn is_cluster(&self) -> bool {
+            self.cluster
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_hold_one_slot_on_a_cluster_and_at_most_1000_keys_everywhere() {
+        for cluster in [false, true] {
+            let conn = Arc::new(Recorder {
+                cluster,
+                ..Recorder::default()
+            });
+            let store =
+                ServerStorage::new(conn.clone(), StorageOptions::builder().build().unwrap());
+            let keys: Vec<String> = (0..2500).map(|i| format!("k{i}")).collect();
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let values = store.get_many(&refs).await.unwrap();
+            for (k, v) in refs.iter().zip(values) {
+                assert_eq!(v.unwrap(), store.key(k).unwrap(), "in the caller's order");
+            }
+            assert_eq!(store.delete_many(&refs).await.unwrap(), 2500);
+            let sent = conn.sent.lock().unwrap();
+            assert!(sent.iter().all(|c| c.args().len() <= MAX_KEYS_PER_COMMAND));
+            if !cluster {
+                // 2500 keys on one server: 1000 + 1000 + 500, for MGET and for DEL.
+                assert_eq!(sent.len(), 6);
+            }
+        }
     }
 }

@@ -77,6 +77,22 @@ pub fn group_by_slot<K: AsRef<[u8]>>(keys: &[K], cluster: bool) -> Vec<Vec<usize
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
+/// The most keys one command carries, on any topology: a multi-key `MGET`/`DEL`/`UNLINK`
+/// or a batch script is split into commands of at most this many keys. It keeps every
+/// request far below managed services' argument caps (ElastiCache Serverless: 3,999) and
+/// bounds the time one command holds a single-threaded server.
+pub const MAX_KEYS_PER_COMMAND: usize = 1000;
+
+/// [`group_by_slot`], each group then cut into runs of at most `max` keys (in order):
+/// the batches to send, one command each. `max` of 0 is read as 1.
+pub fn batches<K: AsRef<[u8]>>(keys: &[K], cluster: bool, max: usize) -> Vec<Vec<usize>> {
+    let max = max.max(1);
+    group_by_slot(keys, cluster)
+        .into_iter()
+        .flat_map(|g| g.chunks(max).map(<[usize]>::to_vec).collect::<Vec<_>>())
+        .collect()
+}
+
 /// A boxed future of one group's command.
 pub type GroupFuture<'a, T> = Pin<Box<dyn Future<Output = KvResult<T>> + Send + 'a>>;
 
@@ -161,6 +177,15 @@ mod tests {
         assert_eq!(group_by_slot(&keys, false), vec![vec![0, 1, 2, 3, 4]]);
         assert!(group_by_slot::<&[u8]>(&[], true).is_empty());
         assert!(group_by_slot::<&[u8]>(&[], false).is_empty());
+        assert_eq!(
+            batches(&keys, true, 2),
+            vec![vec![0, 1], vec![4], vec![2, 3]]
+        );
+        assert_eq!(
+            batches(&keys, false, 2),
+            vec![vec![0, 1], vec![2, 3], vec![4]]
+        );
+        assert_eq!(batches(&keys, false, 0).len(), 5);
     }
 
     proptest! {

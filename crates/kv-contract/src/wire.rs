@@ -230,39 +230,57 @@ pub trait Connection: Send + Sync + std::fmt::Debug + 'static {
     /// Reads one page of `SCAN cursor MATCH pattern COUNT count`. A single server has one
     /// node; a cluster connection overrides this to walk every primary in turn.
     async fn scan_page(&self, from: ScanCursor, pattern: &[u8], count: u32) -> KvResult<ScanPage> {
-        let reply = self
-            .execute(
-                Command::new("SCAN")
-                    .arg(Bytes::from(from.cursor.to_string()))
-                    .arg("MATCH")
-                    .arg(Bytes::copy_from_slice(pattern))
-                    .arg("COUNT")
-                    .int_arg(count.into()),
-            )
-            .await?;
-        let mut parts = reply.into_array()?.into_iter();
-        let (Some(cursor), Some(keys), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(KvError::unexpected("SCAN reply is not [cursor, keys]"));
-        };
-        // The cursor is an unsigned 64-bit number sent as a bulk string.
-        let cursor = cursor
-            .into_opt_bytes()?
-            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
-            .ok_or_else(|| KvError::unexpected("SCAN cursor is not an unsigned 64-bit integer"))?;
-        let keys = keys
-            .into_array()?
-            .into_iter()
-            .map(|k| {
-                k.into_opt_bytes()?
-                    .ok_or_else(|| KvError::unexpected("nil key in SCAN reply"))
-            })
-            .collect::<KvResult<Vec<_>>>()?;
-        let next = (cursor != 0).then_some(ScanCursor {
-            node: from.node,
-            cursor,
-        });
-        Ok(ScanPage { keys, next })
+        single_node_scan_page(self, from, pattern, count).await
     }
+}
+
+/// The default [`Connection::scan_page`]: one `SCAN` on the connection's one node (for an
+/// implementation that overrides it and still has single-server cases).
+pub async fn single_node_scan_page(
+    conn: &(impl Connection + ?Sized),
+    from: ScanCursor,
+    pattern: &[u8],
+    count: u32,
+) -> KvResult<ScanPage> {
+    let reply = conn
+        .execute(
+            Command::new("SCAN")
+                .arg(Bytes::from(from.cursor.to_string()))
+                .arg("MATCH")
+                .arg(Bytes::copy_from_slice(pattern))
+                .arg("COUNT")
+                .int_arg(count.into()),
+        )
+        .await?;
+    let (cursor, keys) = parse_scan_reply(reply)?;
+    let next = (cursor != 0).then_some(ScanCursor {
+        node: from.node,
+        cursor,
+    });
+    Ok(ScanPage { keys, next })
+}
+
+/// Reads a `SCAN` reply: `[cursor, [key, ...]]`, the cursor an unsigned 64-bit number
+/// sent as a bulk string.
+pub fn parse_scan_reply(reply: Reply) -> KvResult<(u64, Vec<Bytes>)> {
+    let mut parts = reply.into_array()?.into_iter();
+    let (Some(cursor), Some(keys), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(KvError::unexpected("SCAN reply is not [cursor, keys]"));
+    };
+    // The cursor is an unsigned 64-bit number sent as a bulk string.
+    let cursor = cursor
+        .into_opt_bytes()?
+        .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
+        .ok_or_else(|| KvError::unexpected("SCAN cursor is not an unsigned 64-bit integer"))?;
+    let keys = keys
+        .into_array()?
+        .into_iter()
+        .map(|k| {
+            k.into_opt_bytes()?
+                .ok_or_else(|| KvError::unexpected("nil key in SCAN reply"))
+        })
+        .collect::<KvResult<Vec<_>>>()?;
+    Ok((cursor, keys))
 }
 
 /// Runs `script` with `EVALSHA`; on `NOSCRIPT` (the script cache was flushed or the

@@ -20,6 +20,11 @@
 //! # }
 //! ```
 //!
+//! A `redis-cluster://host:port?node=host:port` URL (also `rediss-`, `valkey-`,
+//! `valkeys-cluster://`) connects to a Redis or Valkey Cluster instead: commands go to
+//! their slot's primary, `SCAN` walks every primary, and the stores split their batches
+//! per slot (`docs/operations.md`, "Redis Cluster").
+//!
 //! | feature | effect |
 //! |---|---|
 //! | `tls-rustls` | `rediss://` with rustls (ring provider installed if none is) |
@@ -31,6 +36,8 @@
 //! Without a TLS feature, a `rediss://` URL is refused with
 //! [`ErrorKind::InvalidConfig`]: fred itself would
 //! silently connect in plaintext.
+
+mod cluster;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -114,6 +121,7 @@ impl FredConnection {
             },
             Endpoint::Unix { path } => ServerConfig::Unix { path: path.clone() },
             Endpoint::Sentinel { .. } => sentinel::server_config(address)?,
+            Endpoint::Cluster { nodes } => cluster::server_config(nodes, address.tls),
             other => {
                 return Err(KvError::invalid_config(format!(
                     "rustauth-fred does not support endpoint {other:?}"
@@ -121,10 +129,12 @@ impl FredConnection {
             }
         };
         let config = Config {
-            server: server_config,
+            server: server_config.clone(),
             username: address.username.clone(),
             password: address.password.as_ref().map(|p| p.expose().to_owned()),
-            database: Some(address.database),
+            // A cluster has database 0 only and refuses SELECT of another (the URL
+            // parser already refused one).
+            database: (!server_config.is_clustered()).then_some(address.database),
             fail_fast: true,
             #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
             tls: tls_config(address.tls, options.tls_root_certificates.as_deref())
@@ -135,11 +145,17 @@ impl FredConnection {
         let command_timeout = options.command_timeout;
         let connect_timeout = options.connect_timeout;
         let watch = sentinel::Watch::new(address, &config, command_timeout, connect_timeout);
+        let clustered = config.server.is_clustered();
         let client = fred::types::Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = connect_timeout;
                 c.internal_command_timeout = connect_timeout;
                 c.max_command_attempts = 1;
+                // fred follows no redirection itself on a cluster (its ASK handling
+                // wedges the client, see `cluster`); rustauth-fred resends instead.
+                if clustered {
+                    c.max_redirections = 0;
+                }
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = command_timeout;
@@ -252,10 +268,29 @@ impl Connection for FredConnection {
         };
         let cmd = CustomCommand::new_static(command.name(), hash, false);
         let args: Vec<Value> = command.args().iter().cloned().map(Value::Bytes).collect();
+        if inner.client.is_clustered() {
+            return cluster::execute(self, cmd, args).await;
+        }
         match inner.client.custom_raw(cmd, args).await {
             Ok(frame) => into_reply(frame),
             Err(e) => Err(map_error(e, &inner.server)),
         }
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.inner.client.is_clustered()
+    }
+
+    async fn scan_page(
+        &self,
+        from: kv_contract::wire::ScanCursor,
+        pattern: &[u8],
+        count: u32,
+    ) -> KvResult<kv_contract::wire::ScanPage> {
+        if self.is_cluster() {
+            return cluster::scan_page(self, from, pattern, count).await;
+        }
+        kv_contract::wire::single_node_scan_page(self, from, pattern, count).await
     }
 
     async fn close(&self) -> KvResult<()> {

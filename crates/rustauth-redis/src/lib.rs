@@ -20,6 +20,11 @@
 //! # }
 //! ```
 //!
+//! A `redis-cluster://host:port?node=host:port` URL (also `rediss-`, `valkey-`,
+//! `valkeys-cluster://`) connects to a Redis or Valkey Cluster instead: commands go to
+//! their slot's primary, `SCAN` walks every primary, and the stores split their batches
+//! per slot (`docs/operations.md`, "Redis Cluster").
+//!
 //! | feature | effect |
 //! |---|---|
 //! | `tls-rustls` | `rediss://` with rustls (ring provider installed if none is) |
@@ -30,6 +35,8 @@
 //!
 //! Without a TLS feature, a `rediss://` URL is refused with
 //! [`ErrorKind::InvalidConfig`].
+
+mod cluster;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -65,6 +72,8 @@ struct Inner {
     command_timeout: Duration,
     /// Through Sentinel: how the primary is found again after a failover.
     sentinel: Option<Arc<sentinel::Failover>>,
+    /// Set for a `redis-cluster://` address: every call goes there instead.
+    cluster: Option<cluster::ClusterLink>,
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -94,6 +103,9 @@ impl RedisConnection {
             // the application installed one already.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
+        if let Endpoint::Cluster { nodes } = &options.server.endpoint {
+            return Self::connect_cluster(options, nodes, server).await;
+        }
         let addr = match &options.server.endpoint {
             Endpoint::Tcp { host, port } => tcp_addr(host, *port, options.server.tls),
             Endpoint::Unix { path } => ConnectionAddr::Unix(path.clone()),
@@ -118,6 +130,7 @@ impl RedisConnection {
                         server,
                         command_timeout,
                         sentinel: None,
+                        cluster: None,
                     }),
                 };
                 kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await?;
@@ -128,8 +141,35 @@ impl RedisConnection {
         Ok(conn)
     }
 
+    /// [`connect`](Self::connect) for `redis-cluster://`: redis-rs's cluster client.
+    async fn connect_cluster(
+        options: &ConnectionOptions,
+        nodes: &[kv_contract::NodeAddress],
+        server: String,
+    ) -> KvResult<Self> {
+        let conn =
+            kv_contract::connect::connect_within(&options.server, options.connect_timeout, async {
+                let link = cluster::ClusterLink::connect(options, nodes, &server).await?;
+                let conn = RedisConnection {
+                    inner: Arc::new(Inner {
+                        manager: RwLock::new(None),
+                        server,
+                        command_timeout: options.command_timeout,
+                        sentinel: None,
+                        cluster: Some(link),
+                    }),
+                };
+                kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await?;
+                Ok(conn)
+            })
+            .await?;
+        tracing::debug!(server = %conn.inner.server, "rustauth-redis connected to a cluster");
+        Ok(conn)
+    }
+
     /// A handle on the underlying redis-rs connection manager (for commands rustauth-kv
-    /// does not wrap); `None` after [`Connection::close`]. A handle kept keeps the
+    /// does not wrap); `None` after [`Connection::close`], and on a cluster connection
+    /// (its redis-rs cluster client is not a `ConnectionManager`). A handle kept keeps the
     /// socket open.
     pub fn client(&self) -> Option<ConnectionManager> {
         self.manager()
@@ -146,6 +186,9 @@ impl RedisConnection {
 #[async_trait]
 impl Connection for RedisConnection {
     async fn execute(&self, command: Command) -> KvResult<Reply> {
+        if let Some(cluster) = &self.inner.cluster {
+            return cluster.execute(command).await;
+        }
         let mut cmd = redis::cmd(command.name());
         for arg in command.args() {
             cmd.arg(&arg[..]);
@@ -178,7 +221,27 @@ impl Connection for RedisConnection {
         result
     }
 
+    fn is_cluster(&self) -> bool {
+        self.inner.cluster.is_some()
+    }
+
+    async fn scan_page(
+        &self,
+        from: kv_contract::wire::ScanCursor,
+        pattern: &[u8],
+        count: u32,
+    ) -> KvResult<kv_contract::wire::ScanPage> {
+        match &self.inner.cluster {
+            Some(cluster) => cluster.scan_page(from, pattern, count).await,
+            None => kv_contract::wire::single_node_scan_page(self, from, pattern, count).await,
+        }
+    }
+
     async fn close(&self) -> KvResult<()> {
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.close();
+            return Ok(());
+        }
         let taken = self
             .inner
             .manager

@@ -100,6 +100,7 @@ pub(crate) async fn connect(options: &ConnectionOptions) -> KvResult<RedisConnec
                     server: failover.server.clone(),
                     command_timeout: failover.options.command_timeout,
                     sentinel: Some(failover.clone()),
+                    cluster: None,
                 }),
             };
             kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await?;

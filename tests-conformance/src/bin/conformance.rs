@@ -11,7 +11,9 @@
 
 use std::process::ExitCode;
 
-use tests_conformance::run::{self, CONNECTION_CASES, SENTINEL_CASES, STORAGE_CASES};
+use tests_conformance::run::{
+    self, CLUSTER_CASES, CONNECTION_CASES, SENTINEL_CASES, STORAGE_CASES,
+};
 use tests_conformance::server;
 use tests_conformance::{report, BackendKind, Topology};
 
@@ -117,6 +119,7 @@ async fn main() -> ExitCode {
                 if topology.a != topology.b
                     || topology.a == BackendKind::Memory
                     || topology.is_sentinel()
+                    || topology.cluster
                 {
                     Cell::NotApplicable
                 } else if server::server_binary().is_err() {
@@ -138,6 +141,23 @@ async fn main() -> ExitCode {
         let mut cells = Vec::new();
         for topology in Topology::ALL {
             cells.push(if topology.a != topology.b || !topology.is_sentinel() {
+                Cell::NotApplicable
+            } else if server::server_binary().is_err() {
+                Cell::NotRun
+            } else {
+                match run::connection(topology.a, *case).await {
+                    Ok(_) => Cell::Pass,
+                    Err(e) => Cell::Fail(e),
+                }
+            });
+        }
+        rows.push((name.to_string(), cells));
+    }
+
+    for (name, case) in CLUSTER_CASES.iter().filter(|(n, _)| selected(n)) {
+        let mut cells = Vec::new();
+        for topology in Topology::ALL {
+            cells.push(if !topology.cluster || topology.a != topology.b {
                 Cell::NotApplicable
             } else if server::server_binary().is_err() {
                 Cell::NotRun

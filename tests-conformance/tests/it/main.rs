@@ -40,6 +40,14 @@ macro_rules! storage_tests {
             async fn fred_sentinel_writes_redis_sentinel_reads() {
                 case(Topology::FRED_REDIS_SENTINEL).await
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() { case(Topology::REDIS_CLUSTER).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fred_cluster() { case(Topology::FRED_CLUSTER).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_writes_fred_reads_cluster() { case(Topology::REDIS_FRED_CLUSTER).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fred_writes_redis_reads_cluster() { case(Topology::FRED_REDIS_CLUSTER).await }
         }
     )*};
 }
@@ -64,6 +72,26 @@ macro_rules! connection_tests {
 
 tests_conformance::for_each_storage_case!(storage_tests);
 tests_conformance::for_each_connection_case!(connection_tests);
+
+macro_rules! cluster_tests {
+    ($($module:ident :: $name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            async fn case(b: BackendKind) {
+                expect_connection(b, stringify!($name), |k| {
+                    Box::pin(tests_conformance::cases::$module::$name(k))
+                })
+                .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() { case(BackendKind::Redis).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fred_cluster() { case(BackendKind::Fred).await }
+        }
+    )*};
+}
+
+tests_conformance::for_each_cluster_case!(cluster_tests);
 
 macro_rules! sentinel_tests {
     ($($module:ident :: $name:ident),* $(,)?) => {$(

@@ -147,7 +147,7 @@ impl Steps for ServerSessionIndex {
     }
 
     async fn sessions_get(&self, keys: Vec<Bytes>) -> KvResult<Vec<RawSession>> {
-        let groups = slot::group_by_slot(&keys, self.conn.is_cluster());
+        let groups = slot::batches(&keys, self.conn.is_cluster(), slot::MAX_KEYS_PER_COMMAND);
         let futures: Vec<GroupFuture<'_, Vec<RawSession>>> = groups
             .iter()
             .map(|group| {
@@ -184,7 +184,7 @@ impl Steps for ServerSessionIndex {
     }
 
     async fn sessions_delete(&self, keys: Vec<Bytes>) -> KvResult<u64> {
-        let groups = slot::group_by_slot(&keys, self.conn.is_cluster());
+        let groups = slot::batches(&keys, self.conn.is_cluster(), slot::MAX_KEYS_PER_COMMAND);
         let futures: Vec<GroupFuture<'_, u64>> = groups
             .iter()
             .map(|group| {
