@@ -63,6 +63,7 @@ macro_rules! for_each_storage_case {
             better_auth::increment_sets_ttl_on_creation_only,
             better_auth::increment_concurrent_from_both_sides_is_exact,
             better_auth::better_auth_limiter_shares_one_record,
+            better_auth::better_auth_sessions_layout_and_watermark,
             lock::concurrent_acquire_has_one_owner,
             lock::fencing_tokens_strictly_increase,
             lock::expired_lock_survives_old_owner,

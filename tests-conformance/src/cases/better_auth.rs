@@ -196,3 +196,156 @@ pub async fn better_auth_limiter_shares_one_record(ctx: Ctx) {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Script, "{e}");
 }
+
+/// Better Auth's session layout written by one side and read by the other: the value
+/// under the raw token (TTL floor(seconds left)), the sorted `active-sessions-<userId>`
+/// index, the watermark rejecting sessions created before it, revocation.
+pub async fn better_auth_sessions_layout_and_watermark(ctx: Ctx) {
+    use kv_contract::better_auth::{
+        sign_cookie, BetterAuthSessionOptions, BetterAuthSessions, IsoTime, SessionRecord,
+        SessionValue, UserRecord, WriteOutcome,
+    };
+
+    let prefix = format!("{}ba-", ctx.prefix().as_str());
+    let opts = StorageOptions::builder()
+        .better_auth_compatible()
+        .prefix(prefix.clone())
+        .build()
+        .unwrap();
+    let a = BetterAuthSessions::new(
+        ctx.store_a(opts.clone()),
+        BetterAuthSessionOptions::default(),
+    );
+    let b = BetterAuthSessions::new(ctx.store_b(opts), BetterAuthSessionOptions::default());
+    let now = ctx.probe.now_ms().await as i64;
+    let session = |token: &str, created: i64, expires: i64| SessionValue {
+        session: SessionRecord {
+            id: format!("id-{token}"),
+            token: token.to_owned(),
+            user_id: "u1".to_owned(),
+            expires_at: IsoTime(expires),
+            created_at: IsoTime(created),
+            updated_at: IsoTime(created),
+            ip_address: Some(String::new()),
+            user_agent: Some("rust".to_owned()),
+            extra: Default::default(),
+        },
+        user: UserRecord {
+            id: "u1".to_owned(),
+            name: "U".to_owned(),
+            email: "u@example.com".to_owned(),
+            email_verified: true,
+            image: None,
+            created_at: IsoTime(now - 1000),
+            updated_at: IsoTime(now - 1000),
+            extra: Default::default(),
+        },
+    };
+    let late = session("tokLate", now - 10, now + 7_200_500);
+    let early = session("tokEarly", now - 20, now + 3_600_500);
+    assert_eq!(
+        a.write(&late).await.unwrap(),
+        WriteOutcome::Written { ttl_secs: 7200 }
+    );
+    assert!(matches!(
+        b.write(&early).await.unwrap(),
+        WriteOutcome::Written { ttl_secs: 3600 }
+    ));
+    assert_eq!(
+        a.write(&session("tokGone", now - 20, now + 900))
+            .await
+            .unwrap(),
+        WriteOutcome::AlreadyExpired
+    );
+    // Raw bytes: the value is Better Auth's JSON under the raw token.
+    let raw = ctx
+        .probe
+        .get(format!("{prefix}tokLate").as_bytes())
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(json["session"]["userId"], "u1");
+    assert_eq!(
+        json["session"]["expiresAt"],
+        IsoTime(now + 7_200_500).to_string()
+    );
+    assert!(matches!(
+        ctx.probe.pttl(format!("{prefix}tokLate").as_bytes()).await,
+        Pttl::Ms(ms) if (7_190_000..=7_200_000).contains(&ms)
+    ));
+    let index = ctx
+        .probe
+        .get(format!("{prefix}active-sessions-u1").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(index).unwrap(),
+        format!(
+            r#"[{{"token":"tokEarly","expiresAt":{}}},{{"token":"tokLate","expiresAt":{}}}]"#,
+            now + 3_600_500,
+            now + 7_200_500
+        )
+    );
+    assert_eq!(b.read("tokLate").await.unwrap().as_ref(), Some(&late));
+    let cookie = sign_cookie("tokLate", b"s3cret");
+    assert_eq!(
+        b.read_cookie(&cookie, b"s3cret").await.unwrap().as_ref(),
+        Some(&late)
+    );
+    assert_eq!(b.read_cookie(&cookie, b"other").await.unwrap(), None);
+    let listed: Vec<String> = a
+        .list("u1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.session.token)
+        .collect();
+    assert_eq!(listed, ["tokEarly", "tokLate"]);
+
+    // A watermark (as Node writes it) between the two creations rejects only the earlier.
+    let wm = format!("{prefix}revoked-sessions-before-u1").into_bytes();
+    ctx.probe
+        .set(
+            &wm,
+            (now - 15).to_string().as_bytes(),
+            Some(Duration::from_secs(86_400)),
+        )
+        .await;
+    assert_eq!(b.read("tokEarly").await.unwrap(), None);
+    assert!(b.read("tokLate").await.unwrap().is_some());
+    assert_eq!(a.list("u1").await.unwrap().len(), 1);
+
+    // Revoke one, then all: the watermark is raised (never lowered) with its TTL.
+    assert!(a.revoke("tokEarly").await.unwrap());
+    assert!(!b.revoke("tokEarly").await.unwrap());
+    assert_eq!(b.revoke_all("u1").await.unwrap(), 1);
+    let stamped = int(&ctx.probe.get(&wm).await.unwrap());
+    assert!(stamped >= now, "{stamped} < {now}");
+    assert!(matches!(ctx.probe.pttl(&wm).await, Pttl::Ms(ms) if ms > 604_000_000));
+    assert_eq!(
+        ctx.probe
+            .pttl(format!("{prefix}active-sessions-u1").as_bytes())
+            .await,
+        Pttl::Missing
+    );
+    assert_eq!(a.read("tokLate").await.unwrap(), None);
+    // A session cached again by a racing writer, created before the watermark, stays dead.
+    ctx.probe
+        .set(
+            format!("{prefix}tokLate").as_bytes(),
+            &raw,
+            Some(Duration::from_secs(60)),
+        )
+        .await;
+    assert_eq!(b.read("tokLate").await.unwrap(), None);
+    // A corrupt watermark fails closed.
+    ctx.probe.set(&wm, b"soon", None).await;
+    assert_eq!(
+        b.read("tokLate").await.unwrap_err().kind(),
+        ErrorKind::UnexpectedData
+    );
+}
+
+fn int(raw: &[u8]) -> i64 {
+    std::str::from_utf8(raw).unwrap().parse().unwrap()
+}
