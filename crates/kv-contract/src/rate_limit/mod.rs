@@ -50,6 +50,7 @@ mod options;
 mod paths;
 mod rule;
 mod server;
+mod wildcard;
 
 use async_trait::async_trait;
 
