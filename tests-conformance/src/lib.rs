@@ -115,6 +115,7 @@ macro_rules! for_each_connection_case {
             faults::connections_close_on_drop_and_close,
             facade::bundle_shares_one_connection_and_prefix,
             acl::acl_user_is_confined_to_its_prefix,
+            better_auth::better_auth_migration_keeps_ttls_and_is_idempotent,
         }
     };
 }

@@ -349,3 +349,145 @@ pub async fn better_auth_sessions_layout_and_watermark(ctx: Ctx) {
 fn int(raw: &[u8]) -> i64 {
     std::str::from_utf8(raw).unwrap().parse().unwrap()
 }
+
+/// `better_auth::migrate::migrate` flat → namespaced and back: sessions, indexes,
+/// watermarks and verification values copied byte for byte with their remaining TTL,
+/// rate-limit records and foreign types skipped, a second run copying nothing, a dry run
+/// writing nothing. (A connection case: it runs over a `Connection`, like `admin`.)
+pub async fn better_auth_migration_keeps_ttls_and_is_idempotent(kind: crate::BackendKind) {
+    use kv_contract::better_auth::migrate::{migrate, DataKind, MigrateOptions};
+    use kv_contract::config::ConnectionOptions;
+
+    let url = crate::server::shared().url();
+    let conn = kind
+        .connect(&ConnectionOptions::from_url(&url).unwrap())
+        .await
+        .unwrap();
+    let probe = crate::probe::Probe::connect(&url).await;
+    let root = crate::context::unique_prefix(&format!("migrate-{}", kind.name()));
+    let flat_prefix = format!("{root}ba-");
+    let flat = StorageOptions::builder()
+        .better_auth_compatible()
+        .prefix(flat_prefix.clone())
+        .scan_count(7)
+        .build()
+        .unwrap();
+    let ns = StorageOptions::builder()
+        .prefix(format!("{root}rs-"))
+        .build()
+        .unwrap();
+    let session = br#"{"session":{"token":"t1","userId":"u1"},"user":{"id":"u1"}}"#;
+    let k = |s: &str| format!("{flat_prefix}{s}").into_bytes();
+    probe
+        .set(&k("t1"), session, Some(Duration::from_secs(3600)))
+        .await;
+    probe
+        .set(
+            &k("active-sessions-u1"),
+            br#"[{"token":"t1","expiresAt":1}]"#,
+            Some(Duration::from_secs(3600)),
+        )
+        .await;
+    probe
+        .set(
+            &k("revoked-sessions-before-u1"),
+            b"1700000000000",
+            Some(Duration::from_secs(86_400)),
+        )
+        .await;
+    probe
+        .set(&k("verification:otp"), br#"{"value":"123"}"#, None)
+        .await;
+    probe
+        .set(
+            &k("203.0.113.1|/sign-in/email"),
+            b"3",
+            Some(Duration::from_secs(10)),
+        )
+        .await;
+    probe.set_hash(&k("a-hash"), &[("f", b"v")], None).await;
+    for i in 0..40 {
+        probe
+            .set(
+                &k(&format!("bulk{i}")),
+                session,
+                Some(Duration::from_secs(600)),
+            )
+            .await;
+    }
+
+    let dry = migrate(
+        &*conn,
+        &flat,
+        &ns,
+        MigrateOptions::default().dry_run(true),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.total_copied(), 44);
+    assert!(probe
+        .keys_with_prefix(format!("{root}rs-").as_bytes())
+        .await
+        .is_empty());
+
+    let mut pages = 0;
+    let first = migrate(&*conn, &flat, &ns, MigrateOptions::default(), |_| {
+        pages += 1
+    })
+    .await
+    .unwrap();
+    assert!(pages > 1, "progress once per page");
+    assert_eq!(first.total_copied(), 44, "{first:?}");
+    assert!(first.copied.contains(&(DataKind::Session, 41)), "{first:?}");
+    assert_eq!(first.not_migrated, 2, "{first:?}");
+    let d = |s: &str| ns.key(s).unwrap();
+    assert_eq!(probe.get(&d("t1")).await.as_deref(), Some(&session[..]));
+    assert!(
+        matches!(probe.pttl(&d("t1")).await, Pttl::Ms(ms) if (3_590_000..=3_600_000).contains(&ms))
+    );
+    assert_eq!(probe.pttl(&d("verification:otp")).await, Pttl::Persistent);
+    assert!(
+        matches!(probe.pttl(&d("revoked-sessions-before-u1")).await, Pttl::Ms(ms) if ms > 86_000_000)
+    );
+    assert_eq!(
+        probe.pttl(&d("203.0.113.1|/sign-in/email")).await,
+        Pttl::Missing
+    );
+
+    // Idempotent: nothing copied again; a changed destination is a conflict, kept.
+    probe.set(&d("bulk0"), b"changed", None).await;
+    let again = migrate(&*conn, &flat, &ns, MigrateOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(again.total_copied(), 0, "{again:?}");
+    assert_eq!(
+        (again.already_present, again.conflicts),
+        (43, 1),
+        "{again:?}"
+    );
+    assert_eq!(
+        probe.get(&d("bulk0")).await.as_deref(),
+        Some(&b"changed"[..])
+    );
+
+    // And back, into an empty flat prefix.
+    let back_prefix = format!("{root}back-");
+    let back = StorageOptions::builder()
+        .better_auth_compatible()
+        .prefix(back_prefix.clone())
+        .build()
+        .unwrap();
+    let r = migrate(&*conn, &ns, &back, MigrateOptions::default(), |_| {})
+        .await
+        .unwrap();
+    // bulk0 now holds "changed" at the destination side: not Better Auth data.
+    assert_eq!((r.total_copied(), r.not_migrated), (43, 1), "{r:?}");
+    assert_eq!(
+        probe
+            .get(format!("{back_prefix}t1").as_bytes())
+            .await
+            .as_deref(),
+        Some(&session[..])
+    );
+}

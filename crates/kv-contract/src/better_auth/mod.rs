@@ -15,6 +15,8 @@
 //! - [`session`]: the typed value ([`SessionValue`], [`IsoTime`]) and index entries;
 //! - [`cookie`]: `sign`/`verify` of `<token>.<base64 HMAC-SHA256(secret, token)>`,
 //!   URL-encoded, as `better-call` does;
+//! - [`migrate`]: copies that data between the flat and namespaced layouts (the CLI's
+//!   `migrate better-auth`);
 //! - [`store`]: [`BetterAuthSessions`], the reader and writer of that layout, rejecting a
 //!   session created before its user's watermark on every read, as 1.7.16 does.
 //!
@@ -22,6 +24,7 @@
 //! with upstream.
 
 pub mod cookie;
+pub mod migrate;
 pub mod session;
 pub mod store;
 

@@ -101,7 +101,12 @@ struct Matcher<'a> {
 impl Matcher<'_> {
     /// The end positions of a run of characters satisfying `ok` starting at `p`, with at
     /// least `min` of them.
-    fn run_ends(&self, p: usize, min: usize, ok: fn(char) -> bool) -> std::ops::RangeInclusive<usize> {
+    fn run_ends(
+        &self,
+        p: usize,
+        min: usize,
+        ok: fn(char) -> bool,
+    ) -> std::ops::RangeInclusive<usize> {
         let len = self.s[p..].iter().take_while(|c| ok(**c)).count();
         if len < min {
             #[allow(clippy::reversed_empty_ranges)] // deliberately empty
