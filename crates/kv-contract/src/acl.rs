@@ -30,12 +30,12 @@ pub const CONNECT: Feature = Feature {
     commands: &["auth", "hello", "select", "ping"],
 };
 
-/// Secondary storage: plain commands and the `compare_and_set`/`delete_if_value` scripts;
-/// `SCAN` for `list_keys`/`clear`.
+/// Secondary storage: plain commands and the `compare_and_set`/`delete_if_value`/
+/// `increment` scripts (`INCR`, `EXPIRE`); `SCAN` for `list_keys`/`clear`.
 pub const STORAGE: Feature = Feature {
     name: "secondary storage",
     commands: &[
-        "get", "set", "getdel", "del", "mget", "scan", "evalsha", "eval", "pttl",
+        "get", "set", "getdel", "del", "mget", "scan", "evalsha", "eval", "pttl", "incr", "expire",
     ],
 };
 

@@ -24,6 +24,7 @@
 //! | [`session`] | the per-user [`SessionIndex`]: memory and server implementations |
 //! | [`slot`] | Redis Cluster hash slots, for splitting batches by slot |
 //! | [`error`] | [`KvError`] and its [`ErrorKind`]s |
+//! | [`better_auth`] | Better Auth's session layout (value, index, revocation watermark) and signed cookie |
 //! | [`admin`] | operator operations: namespaces of a prefix, `inspect` (keys and memory), `clear_namespace` |
 //!
 //! It never depends on a Redis client: `rustauth-redis` (redis-rs) and `rustauth-fred`
@@ -47,6 +48,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod better_auth;
 pub mod breaker;
 pub mod cluster;
 pub mod config;

@@ -49,6 +49,10 @@ pub static COMPARE_AND_SET: Script =
 pub static DELETE_IF_VALUE: Script =
     Script::new("delete_if_value", include_str!("lua/delete_if_value.lua"));
 
+/// `increment.lua`: `INCR`, and `EXPIRE` only when the key was created (Better Auth 1.7's
+/// `increment`).
+pub static INCREMENT: Script = Script::new("increment", include_str!("lua/increment.lua"));
+
 /// `lock_acquire.lua`: take a lock if free and draw the next fencing token.
 pub static LOCK_ACQUIRE: Script = Script::new("lock_acquire", include_str!("lua/lock_acquire.lua"));
 
@@ -125,10 +129,11 @@ pub static SESSION_INDEX_COUNT: Script = Script::new(
 );
 
 /// Every script, for tooling (SHA pins, `SCRIPT LOAD` at start-up, the parity audit).
-pub fn all() -> [&'static Script; 17] {
+pub fn all() -> [&'static Script; 18] {
     [
         &COMPARE_AND_SET,
         &DELETE_IF_VALUE,
+        &INCREMENT,
         &LOCK_ACQUIRE,
         &LOCK_EXTEND,
         &RATE_LIMIT_FIXED_WINDOW,
@@ -164,6 +169,7 @@ mod tests {
                 "delete_if_value",
                 "7945925d98f9139d2638db7b814d7045d62c56c9",
             ),
+            ("increment", "cab0ff4b346d3ef1a447bb10006484a14b6e34c2"),
             ("lock_acquire", "a54271a7f1b2355db47a220c68e67032b5fa6140"),
             ("lock_extend", "5ea1ced6c8ae4e1a311923369beeafe41637cca1"),
             (

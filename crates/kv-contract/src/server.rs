@@ -21,7 +21,7 @@ use bytes::Bytes;
 use crate::error::{KvError, KvResult};
 use crate::script;
 use crate::slot::{self, GroupFuture, MAX_KEYS_PER_COMMAND};
-use crate::storage::{check_value, SecondaryStorage, StorageOptions};
+use crate::storage::{check_value, increment_ttl_secs, SecondaryStorage, StorageOptions};
 use crate::ttl::Expiry;
 use crate::wire::{eval, Command, Connection, ScanCursor};
 
@@ -183,6 +183,15 @@ impl SecondaryStorage for ServerStorage {
             .execute(Command::new("GETDEL").key(key))
             .await?
             .into_opt_bytes()
+    }
+
+    async fn increment(&self, key: &str, ttl: Duration) -> KvResult<i64> {
+        let secs = increment_ttl_secs(key, ttl)?;
+        let physical = self.key(key)?;
+        let args = vec![Bytes::from(secs.to_string())];
+        eval(&*self.conn, &script::INCREMENT, &[&physical], args)
+            .await?
+            .into_int()
     }
 
     async fn compare_and_set(

@@ -49,8 +49,24 @@ pub trait SecondaryStorage: Send + Sync {
     ) -> KvResult<bool>;
 
     /// Atomically reads and deletes `key` (`GETDEL`): of concurrent callers, exactly one
-    /// gets the value.
+    /// gets the value. This is Better Auth's `getAndDelete` (published in
+    /// `@better-auth/redis-storage` from 1.6.11; required by 1.7's `SecondaryStorage`),
+    /// which consumes single-use verification values.
     async fn take(&self, key: &str) -> KvResult<Option<Bytes>>;
+
+    /// Atomically adds 1 to the decimal integer under `key` and returns the new value:
+    /// Better Auth 1.7's `increment(key, ttl)`. A missing key counts from 0, and only
+    /// then (the result is 1) gets the expiry `ttl`; an existing key keeps its expiry,
+    /// or its lack of one. One script (`increment.lua`: `INCR`, then `EXPIRE` when the
+    /// result is 1), so concurrent callers on any backend never lose a count.
+    ///
+    /// `ttl` must be a whole number of seconds, at least 1 (Better Auth throws on a
+    /// non-positive or fractional TTL): anything else is
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) before any I/O. A
+    /// value that is not a decimal integer in `i64` range (as Redis parses it), a key of
+    /// another type or an overflow is an [`ErrorKind::Script`](crate::ErrorKind::Script)
+    /// error and writes nothing.
+    async fn increment(&self, key: &str, ttl: Duration) -> KvResult<i64>;
 
     /// Atomically writes `value` only if `key` currently holds `expected` (or, with
     /// `expected` `None`, does not exist). True when the condition held and the write was
@@ -288,6 +304,19 @@ impl StorageOptionsBuilder {
     }
 }
 
+/// Validates the TTL of [`SecondaryStorage::increment`]: whole seconds, at least 1, at
+/// most [`MAX_TTL`](crate::ttl::MAX_TTL). Returns the seconds, the `EXPIRE` argument.
+pub fn increment_ttl_secs(key: &str, ttl: Duration) -> KvResult<u64> {
+    if ttl.is_zero() || ttl.subsec_nanos() != 0 || ttl > crate::ttl::MAX_TTL {
+        return Err(KvError::invalid_input(format!(
+            "increment of key {key:?}: TTL {ttl:?} is not a positive whole number of seconds \
+             (at most {:?})",
+            crate::ttl::MAX_TTL
+        )));
+    }
+    Ok(ttl.as_secs())
+}
+
 /// Rejects a value larger than [`MAX_VALUE_LEN`] before any I/O.
 pub fn check_value(key: &str, value: &[u8]) -> KvResult<()> {
     if value.len() > MAX_VALUE_LEN {
@@ -327,6 +356,25 @@ mod tests {
             Expiry::Immediately
         );
         assert!(flat.key("").is_err());
+    }
+
+    #[test]
+    fn increment_ttl_is_whole_positive_seconds() {
+        assert_eq!(
+            increment_ttl_secs("k", Duration::from_secs(10)).unwrap(),
+            10
+        );
+        for bad in [
+            Duration::ZERO,
+            Duration::from_millis(1500),
+            Duration::from_millis(999),
+            Duration::from_nanos(1),
+            crate::ttl::MAX_TTL + Duration::from_secs(1),
+        ] {
+            let e = increment_ttl_secs("k", bad).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{bad:?}");
+            assert!(e.message().contains("\"k\""), "{e}");
+        }
     }
 
     #[test]

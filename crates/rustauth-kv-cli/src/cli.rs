@@ -122,6 +122,38 @@ pub(crate) enum Cmd {
         #[command(subcommand)]
         command: RatelimitCmd,
     },
+    /// Copy data between layouts.
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCmd,
+    },
+}
+
+/// `migrate ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum MigrateCmd {
+    /// Copy Better Auth's sessions, `active-sessions-*` indexes, revocation watermarks and
+    /// `verification:*` values from its flat layout (`{keyPrefix}{key}`) into the
+    /// namespaced layout of --prefix (`{prefix}secondary:{key}`), or back with --reverse.
+    /// Each key keeps its remaining TTL; keys already at the destination are left alone
+    /// (idempotent: re-run to resume); other keys (rate-limit records) are skipped.
+    BetterAuth {
+        /// Better Auth's `keyPrefix`.
+        #[arg(long, default_value = "better-auth:")]
+        better_auth_prefix: String,
+        /// Copy from the namespaced layout back into Better Auth's.
+        #[arg(long)]
+        reverse: bool,
+        /// Count what would be copied; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Start the SCAN at this cursor (`node:cursor`, printed by an interrupted run).
+        #[arg(long)]
+        resume_cursor: Option<String>,
+        /// Keys per SCAN page (memory is bounded by one page).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        scan_count: u32,
+    },
 }
 
 /// `sessions ...`.

@@ -49,7 +49,11 @@ impl Reporter {
 
     /// Reports `p`; `deletes` says whether the deleted count means anything.
     pub(crate) fn update(&mut self, p: Progress, deletes: bool) {
-        let text = describe(p, deletes);
+        self.update_text(describe(p, deletes));
+    }
+
+    /// Reports a state already described.
+    pub(crate) fn update_text(&mut self, text: String) {
         match self {
             Reporter::Bar(bar) => bar.set_message(text),
             Reporter::Lines { what, last } => {
@@ -64,7 +68,11 @@ impl Reporter {
 
     /// Prints the final state and removes the bar.
     pub(crate) fn finish(self, p: Progress, deletes: bool) {
-        let text = describe(p, deletes);
+        self.finish_text(describe(p, deletes));
+    }
+
+    /// Prints a final state already described and removes the bar.
+    pub(crate) fn finish_text(self, text: String) {
         match self {
             Reporter::Bar(bar) => bar.finish_and_clear(),
             Reporter::Lines { what, .. } => eprintln!("rustauth-kv: {what}: {text} (done)"),

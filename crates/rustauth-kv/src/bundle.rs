@@ -170,7 +170,8 @@ impl Kv {
         }
     }
 
-    /// Secondary storage (Better Auth's contract plus `take`, `set_if_not_exists`,
+    /// Secondary storage (Better Auth 1.7's `SecondaryStorage` — `get`, `set`, `delete`,
+    /// `take` as `getAndDelete`, `increment` — plus `set_if_not_exists`,
     /// `compare_and_set`, ...), keys `{prefix}secondary:{key}`.
     pub fn storage(&self) -> Arc<dyn SecondaryStorage> {
         self.inner.storage.clone()

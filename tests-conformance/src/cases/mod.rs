@@ -11,6 +11,7 @@
 pub mod acl;
 pub mod atomic;
 pub mod basic;
+pub mod better_auth;
 pub mod cluster;
 pub mod connection;
 pub mod facade;

@@ -19,7 +19,7 @@ use bytes::Bytes;
 pub use clock::{Clock, ManualClock, SystemClock};
 
 use crate::error::{ErrorKind, KvError, KvResult};
-use crate::storage::{check_value, SecondaryStorage, StorageOptions};
+use crate::storage::{check_value, increment_ttl_secs, SecondaryStorage, StorageOptions};
 use crate::ttl::Expiry;
 
 /// A stored value, of one of the Redis types rustauth-kv uses.
@@ -284,6 +284,12 @@ pub(crate) fn wrong_type() -> KvError {
     KvError::server_reply(WRONGTYPE, None)
 }
 
+/// The error reply of `INCR` on a string that is not a decimal integer in `i64` range.
+pub(crate) const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
+
+/// The error reply of `INCR` past `i64::MAX`.
+pub(crate) const INCR_OVERFLOW: &str = "ERR increment or decrement would overflow";
+
 /// An error raised inside the memory counterpart of a script, as [`crate::wire::eval`]
 /// reports a script's error: [`ErrorKind::Script`], `(script name)` appended.
 pub(crate) fn in_script(e: KvError, script: &str) -> KvError {
@@ -420,6 +426,32 @@ impl SecondaryStorage for MemoryStorage {
                 tx.delete(&key);
             }
             Ok(value)
+        })
+    }
+
+    async fn increment(&self, key: &str, ttl: Duration) -> KvResult<i64> {
+        let secs = increment_ttl_secs(key, ttl)?;
+        let key = self.key(key)?;
+        // increment.lua: INCR (fails the script, writing nothing, on another type, a
+        // non-integer or an overflow), then EXPIRE when the result is 1.
+        self.keyspace.transaction(|tx| {
+            let fail = |reply| in_script(KvError::server_reply(reply, None), "increment");
+            let current = match tx.get_checked(&key) {
+                Ok(v) => v,
+                Err(e) => return Err(in_script(e, "increment")),
+            };
+            let n = match current {
+                None => 1,
+                Some(raw) => crate::wire::parse_integer(&raw)
+                    .ok_or_else(|| fail(NOT_AN_INTEGER))?
+                    .checked_add(1)
+                    .ok_or_else(|| fail(INCR_OVERFLOW))?,
+            };
+            tx.set_keep_ttl(key.clone(), Value::String(Bytes::from(n.to_string())));
+            if n == 1 {
+                tx.pexpire(&key, secs * 1000);
+            }
+            Ok(n)
         })
     }
 

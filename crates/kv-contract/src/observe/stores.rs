@@ -128,6 +128,16 @@ impl SecondaryStorage for ObservedStorage {
         let span = op_span!("storage.take", "secondary");
         observed(span, "storage.take", self.inner.take(key), found).await
     }
+    async fn increment(&self, key: &str, ttl: Duration) -> KvResult<i64> {
+        let span = op_span!("storage.increment", "secondary");
+        observed(
+            span,
+            "storage.increment",
+            self.inner.increment(key, ttl),
+            done,
+        )
+        .await
+    }
     async fn compare_and_set(
         &self,
         key: &str,

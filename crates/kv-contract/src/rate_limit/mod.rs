@@ -6,14 +6,17 @@
 //! - [`RateLimitDecision`]: allowed, limit, remaining, retry-after and reset (ms), and
 //!   who decided ([`DecisionSource`]); [`RateLimitDecision::headers`] gives the
 //!   response headers;
-//! - [`RateLimitAlgorithm`]: fixed window, sliding window, GCRA, or Better Auth 1.6's
-//!   "last request" layout;
+//! - [`RateLimitAlgorithm`]: fixed window, sliding window, GCRA, or "last request"
+//!   (Better Auth 1.6's semantics in the earlier rustauth hash layout — not Better Auth
+//!   1.6's JSON record, which it reads as an empty bucket and replaces);
 //! - [`PathRules`]: Better Auth's per-path table with custom rules;
 //! - [`ServerRateLimiter`] (any [`Connection`](crate::Connection): redis-rs, fred) and
-//!   [`MemoryRateLimiter`].
+//!   [`MemoryRateLimiter`];
+//! - [`BetterAuthRateLimiter`]: Better Auth 1.7's own record (`{prefix}{ip}|{path}`,
+//!   `increment`), to share one limit with Node Better Auth services.
 //!
-//! Every bucket is one key, `{prefix}rate-limit:{bucket}`, touched by one script, and
-//! always has a TTL. `docs/rate-limit.md` states each script's KEYS, ARGV, stored
+//! For the first two, every bucket is one key, `{prefix}rate-limit:{bucket}`, touched by
+//! one script, and always has a TTL. `docs/rate-limit.md` states each script's KEYS, ARGV, stored
 //! fields, reply and boundary rule.
 //!
 //! ```
@@ -39,6 +42,7 @@
 //! ```
 
 mod algorithm;
+mod better_auth;
 mod cache;
 mod decision;
 mod memory;
@@ -46,10 +50,12 @@ mod options;
 mod paths;
 mod rule;
 mod server;
+mod wildcard;
 
 use async_trait::async_trait;
 
 pub use algorithm::RateLimitAlgorithm;
+pub use better_auth::BetterAuthRateLimiter;
 pub use decision::{DecisionSource, RateLimitDecision, TOO_MANY_REQUESTS_MESSAGE};
 pub use memory::MemoryRateLimiter;
 pub use options::{

@@ -110,6 +110,14 @@ impl SecondaryStorage for ResilientStorage {
             .await
     }
 
+    async fn increment(&self, key: &str, ttl: Duration) -> KvResult<i64> {
+        // A count must never look applied when it was not: no Skip answer exists.
+        let p = &self.primary;
+        self.degradation
+            .run_unskippable(|| p.increment(key, ttl), |f| f.increment(key, ttl))
+            .await
+    }
+
     async fn compare_and_set(
         &self,
         key: &str,

@@ -59,6 +59,10 @@ impl SecondaryStorage for Switchable {
         self.check()?;
         self.store.take(key).await
     }
+    async fn increment(&self, key: &str, ttl: Duration) -> KvResult<i64> {
+        self.check()?;
+        self.store.increment(key, ttl).await
+    }
     async fn compare_and_set(
         &self,
         k: &str,

@@ -4,6 +4,7 @@
 mod clear;
 mod health;
 mod inspect;
+mod migrate;
 mod ratelimit;
 mod sessions;
 
@@ -34,6 +35,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Outcome, CliError> {
         } => clear::run(&kv, &global, &namespace, yes, rate).await,
         Cmd::Sessions { command } => sessions::run(&kv, command).await,
         Cmd::Ratelimit { command } => ratelimit::run(&kv, command).await,
+        Cmd::Migrate { command } => migrate::run(&kv, &global, command).await,
     };
     // The result is what counts; a failed close after it changes nothing for the caller.
     let _ = kv.close().await;
