@@ -3,5 +3,7 @@
 //! backend writes, the other reads), and the rate-limit layer over real HTTP. A server
 //! test without a server fails, saying how to provide one.
 
+mod http;
+mod rate_limit;
 mod sessions;
 mod support;
