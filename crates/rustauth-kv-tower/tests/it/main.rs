@@ -4,6 +4,7 @@
 //! test without a server fails, saying how to provide one.
 
 mod http;
+mod measure;
 mod rate_limit;
 mod sessions;
 mod support;
