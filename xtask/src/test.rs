@@ -26,6 +26,19 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         None => Vec::new(),
     };
     crate::cargo_env(&["test", "--workspace"], &envs)?;
+    eprintln!("xtask: rustauth-kv-tower with tower-sessions 0.14 as well (--all-features)…");
+    crate::cargo_env(
+        &[
+            "test",
+            "-p",
+            "rustauth-kv-tower",
+            "--all-features",
+            "--test",
+            "it",
+            "sessions::",
+        ],
+        &envs,
+    )?;
     // Warm: ~20 s (both versions installed); it fails, never skips, without node/npm.
     crate::better_auth::run(&[])?;
     eprintln!("xtask: building the backends with tls-rustls for the TLS case (a second build)…");
