@@ -16,7 +16,7 @@ pub type StorageCase = fn(Ctx) -> CaseFuture;
 pub type ConnectionCase = fn(BackendKind) -> CaseFuture;
 
 /// No case may take longer than this; a hung case fails instead of hanging the suite.
-pub const CASE_TIMEOUT: Duration = Duration::from_secs(180);
+pub const CASE_TIMEOUT: Duration = Duration::from_secs(300);
 
 macro_rules! registry {
     ($const:ident, $ty:ty, $($module:ident :: $name:ident),* $(,)?) => {
@@ -116,3 +116,8 @@ pub async fn expect_connection(backend: BackendKind, name: &str, case: Connectio
         panic!("{name} [{}] failed: {e}", backend.name());
     }
 }
+
+/// Held by the cases that start a multi-process deployment of their own (own-cluster
+/// cases, Sentinel failovers), so they run one at a time: on 2 cores, two of them at once made sentinels judge a healthy new
+/// primary down and fail over a second time.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

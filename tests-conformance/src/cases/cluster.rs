@@ -42,12 +42,11 @@ fn store(conn: &SharedConnection, case: &str) -> ServerStorage {
     ServerStorage::new(conn.clone(), options)
 }
 
-/// One own cluster at a time per process: six servers and a workload each would otherwise
-/// pile up on a small CI machine and slow the timing-sensitive cases running meanwhile.
-static OWN_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
+/// One own cluster at a time per process (and not beside a Sentinel failover: see
+/// [`crate::run::HEAVY`]): six servers and a workload each would otherwise pile up on a
+/// small CI machine and slow the timing-sensitive cases running meanwhile.
 async fn own_cluster() -> (tokio::sync::MutexGuard<'static, ()>, RedisCluster) {
-    let gate = OWN_CLUSTER.lock().await;
+    let gate = crate::run::HEAVY.lock().await;
     let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
         .expect("start task")

@@ -193,6 +193,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 async fn failover_case(kind: BackendKind, trigger: Trigger) {
+    let _heavy = crate::run::HEAVY.lock().await;
     let deployment = Arc::new(
         blocking(SentinelDeployment::start)
             .await
