@@ -4,7 +4,7 @@
 //! joined with `redis-cli --cluster create ... --cluster-replicas 1`.
 //!
 //! `cluster-node-timeout` is short ([`NODE_TIMEOUT_MS`]) so a failover takes about a
-//! second or two; the binary is [`server::server_binary`]'s (so `RUSTAUTH_REDIS_SERVER`
+//! second or two; the binary is [`crate::server::server_binary`]'s (so `RUSTAUTH_REDIS_SERVER`
 //! selects Redis or Valkey; Debian's `redis-cli` drives either). Storage cases share one
 //! cluster per process ([`shared`]); cases that kill or reshard start their own.
 

@@ -1,7 +1,7 @@
 //! Failover through Sentinel, per backend, under a bounded concurrent workload: a
 //! graceful `SENTINEL FAILOVER`, and SIGKILL of the primary. Each case starts its own
 //! deployment ([`SentinelDeployment`]), drives one client (never recreated) with
-//! [`TASKS`] tasks of set / get / consume, triggers the failover, and measures (printed
+//! `TASKS` tasks of set / get / consume, triggers the failover, and measures (printed
 //! and recorded with [`report::metric`])
 //!
 //! - when the sentinels named the new primary, and the time from the trigger to the
@@ -13,9 +13,9 @@
 //!   primary accepts writes until clients move: those are lost on any client (about one
 //!   second of writes with the sentinels' default timing; measured, not asserted).
 //!
-//! It asserts: calls succeed on the new primary within [`RECOVERY_LIMIT`] of the trigger
+//! It asserts: calls succeed on the new primary within `RECOVERY_LIMIT` of the trigger
 //! without a new client; every call returned within the command timeout (plus slack); no
-//! write acknowledged more than [`FOLLOW_LIMIT`] after the sentinels switched is lost (the
+//! write acknowledged more than `FOLLOW_LIMIT` after the sentinels switched is lost (the
 //! client stopped writing to the old primary), nor any acknowledged after the old primary
 //! was seen demoted; every old data node, now a replica, converges to hold nothing the new
 //! primary lacks; the client still works at the end.

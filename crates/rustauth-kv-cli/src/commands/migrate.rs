@@ -1,4 +1,4 @@
-//! `migrate better-auth`: [`better_auth::migrate::migrate`] between Better Auth's flat
+//! `migrate better-auth`: [`rustauth_kv::better_auth::migrate::migrate`] between Better Auth's flat
 //! layout and the namespaced one, with progress on stderr and a summary.
 
 use rustauth_kv::kv_contract::better_auth::migrate::{migrate, MigrateOptions};
