@@ -45,7 +45,7 @@ async fn main() -> Result<(), Error> {
     if server.server.tls {
         return Err("this example relays plain TCP: give a redis:// URL".into());
     }
-    let relay = Relay::start(format!("{host}:{port}"), 0).await?;
+    let mut relay = Relay::start(format!("{host}:{port}"), 0).await?;
 
     // The same server settings, reached through the relay, with short timeouts so the
     // outage is noticed quickly.
@@ -98,7 +98,7 @@ async fn main() -> Result<(), Error> {
     );
 
     // Down.
-    relay.stop();
+    relay.stop().await;
     assert!(!kv.is_available().await);
     let started = Instant::now();
     for _ in 0..5 {
@@ -155,6 +155,7 @@ async fn main() -> Result<(), Error> {
 struct Relay {
     port: u16,
     task: JoinHandle<()>,
+    pipes: Arc<tokio::sync::Mutex<JoinSet<()>>>,
 }
 
 impl Relay {
@@ -162,22 +163,26 @@ impl Relay {
     async fn start(upstream: String, port: u16) -> std::io::Result<Relay> {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let port = listener.local_addr()?.port();
+        let pipes = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+        let relayed = pipes.clone();
         let task = tokio::spawn(async move {
-            // Dropped with the task, which aborts every relayed connection.
-            let mut pipes = JoinSet::new();
             while let Ok((mut client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
-                pipes.spawn(async move {
+                relayed.lock().await.spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 });
             }
         });
-        Ok(Relay { port, task })
+        Ok(Relay { port, task, pipes })
     }
 
-    fn stop(&self) {
+    /// Closes the listening socket and every relayed connection, and returns once they
+    /// are closed (an abort alone takes effect later, on another thread).
+    async fn stop(&mut self) {
         self.task.abort();
+        let _ = (&mut self.task).await;
+        self.pipes.lock().await.shutdown().await;
     }
 }
