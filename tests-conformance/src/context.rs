@@ -282,6 +282,30 @@ pub struct Ctx {
     place: Place,
 }
 
+/// Where the stores of a server `topology` connect (its shared deployment's URL) and a
+/// raw probe of that deployment. Standalone: the least-privilege app user's URL, and the
+/// probe as the admin. Through Sentinel: the sentinel URL, and the probe on the primary
+/// the sentinels name. Cluster: the cluster URL, and a probe that asks the key's owner.
+pub async fn server_target(topology: Topology) -> (String, Probe) {
+    if topology.is_sentinel() {
+        let deployment = crate::sentinel::shared();
+        let primary = deployment.primary_url().expect("sentinel primary");
+        let probe = Probe::connect_with_timeout(&primary, std::time::Duration::from_secs(10)).await;
+        (deployment.url(), probe)
+    } else if topology.cluster {
+        let cluster = crate::cluster::shared();
+        (
+            cluster.url(),
+            Probe::connect_cluster(&cluster.node_urls()).await,
+        )
+    } else {
+        (
+            app_url().await,
+            Probe::connect(&server::shared().url()).await,
+        )
+    }
+}
+
 impl Ctx {
     /// Builds the stores of `topology` for the case named `case`.
     pub async fn new(topology: Topology, case: &str) -> Ctx {
@@ -290,19 +314,7 @@ impl Ctx {
             .build()
             .expect("valid test prefix");
         let (place, probe) = if topology.needs_server() {
-            // Through Sentinel, the stores connect with the sentinel URL and the probe goes
-            // to the primary the sentinels name.
-            let (url, probe_url) = if topology.is_sentinel() {
-                let deployment = crate::sentinel::shared();
-                let primary = deployment.primary_url().expect("sentinel primary");
-                (deployment.url(), primary)
-            } else if topology.cluster {
-                let url = crate::cluster::shared().url();
-                (url.clone(), url)
-            } else {
-                // Stores connect as the least-privilege app user; the probe as the admin.
-                (app_url().await, server::shared().url())
-            };
+            let (url, probe) = server_target(topology).await;
             let conn_options = ConnectionOptions::from_url(&url).expect("server URL");
             let a = topology.a.connect(&conn_options).await.unwrap_or_else(|e| {
                 panic!(
@@ -319,13 +331,6 @@ impl Ctx {
                     .connect(&conn_options)
                     .await
                     .unwrap_or_else(|e| panic!("{} cannot connect: {e}", topology.b.name()))
-            };
-            let probe = if topology.is_sentinel() {
-                Probe::connect_with_timeout(&probe_url, std::time::Duration::from_secs(10)).await
-            } else if topology.cluster {
-                Probe::connect_cluster(&crate::cluster::shared().node_urls()).await
-            } else {
-                Probe::connect(&probe_url).await
             };
             (Place::Server { a, b }, probe)
         } else {

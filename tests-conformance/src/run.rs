@@ -67,7 +67,10 @@ async fn run(
         Err(_) => format!("did not finish within {CASE_TIMEOUT:?}"),
     };
     Err(match log_tail() {
-        Some(tail) if !tail.is_empty() => format!("{error}\n--- redis-server log tail ---\n{tail}"),
+        // The failure text last, so the end of a long output says what failed.
+        Some(tail) if !tail.is_empty() => {
+            format!("\n--- redis-server log tail ---\n{tail}\n--- failure ---\n{error}")
+        }
         _ => error,
     })
 }

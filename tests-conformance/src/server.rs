@@ -478,7 +478,7 @@ pub enum SharedServer {
     External(String),
     /// A container of the image named by `RUSTAUTH_REDIS_IMAGE` (feature `testcontainers`).
     #[cfg(feature = "testcontainers")]
-    Container(std::sync::Mutex<crate::containers::ContainerServer>),
+    Container(Box<std::sync::Mutex<crate::containers::ContainerServer>>),
 }
 
 impl SharedServer {
@@ -526,7 +526,8 @@ pub fn try_shared() -> Result<&'static SharedServer, String> {
 
 #[cfg(feature = "testcontainers")]
 fn container(image: &str) -> Result<SharedServer, String> {
-    crate::containers::start(image).map(|c| SharedServer::Container(std::sync::Mutex::new(c)))
+    crate::containers::start(image)
+        .map(|c| SharedServer::Container(Box::new(std::sync::Mutex::new(c))))
 }
 
 #[cfg(not(feature = "testcontainers"))]

@@ -375,12 +375,17 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
         final_primary = settled;
     }
 
+    // Normally `final_primary == new_primary`. When the sentinels failed over a second time
+    // (seen even unloaded: the first promotion was announced, then abandoned and another
+    // replica promoted), what survives is what the final primary holds, and every other
+    // node must now replicate it.
+    let twice = final_primary != new_primary;
     let calls = std::mem::take(&mut *calls.lock().unwrap());
     let written: Vec<String> = calls.iter().filter_map(|c| c.written.clone()).collect();
     let physical = |k: &str| format!("{prefix}secondary:{k}");
     let present: HashSet<String> = {
         let keys: Vec<String> = written.iter().map(|k| physical(k)).collect();
-        blocking(move || present_on(new_primary, &keys)).await
+        blocking(move || present_on(final_primary, &keys)).await
     };
     let lost: Vec<&String> = written
         .iter()
@@ -439,7 +444,7 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
 
     let first_on_new = first_on_new.unwrap_or_else(|| {
         panic!(
-            "[{}] no write reached the new primary {new_primary} after {what}\n{}",
+            "[{}] no write reached the final primary {final_primary} after {what}\n{}",
             kind.name(),
             deployment.log_tail()
         )
@@ -469,7 +474,12 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
                 .is_some_and(|k| !present.contains(&physical(k)))
         })
         .count();
-    if final_primary != new_primary {
+    if twice {
+        println!(
+            "[{}] the sentinels failed over twice ({old_primary} -> {new_primary} -> \
+             {final_primary}): {late_lost} late writes lost, not asserted",
+            kind.name()
+        );
         report::metric(format!(
             "sentinel failover [{}] {what}: the sentinels failed over twice ({old_primary} -> \
              {new_primary} -> {final_primary}); {late_lost} late writes lost to the second \
@@ -485,7 +495,7 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
             kind.name()
         );
     }
-    if let Some(demoted) = demoted {
+    if let Some(demoted) = demoted.filter(|_| !twice) {
         // A write the old primary accepted after the promotion of the new one is lost (it
         // is not replicated anywhere); one it accepted once demoted would be a bug.
         let late: Vec<&Call> = calls
@@ -510,14 +520,15 @@ async fn failover_case(kind: BackendKind, trigger: Trigger) {
     // the promoted one: never acknowledged, or lost above).
     let pattern = format!("{prefix}*");
     for port in deployment.data_ports().to_vec() {
-        if port == new_primary {
+        if port == final_primary {
             continue;
         }
         let pattern = pattern.clone();
         let extra = blocking(move || {
             let started = Instant::now();
             loop {
-                let on_primary: HashSet<String> = scan(new_primary, &pattern).into_iter().collect();
+                let on_primary: HashSet<String> =
+                    scan(final_primary, &pattern).into_iter().collect();
                 let extra: Vec<String> = scan(port, &pattern)
                     .into_iter()
                     .filter(|k| !on_primary.contains(k))

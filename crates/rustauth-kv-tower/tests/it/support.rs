@@ -1,7 +1,7 @@
 //! Two `Kv` bundles over one keyspace and one fresh prefix: `a` writes, `b` reads.
 
 use rustauth_kv::{Backend, Kv, KvOptions};
-use tests_conformance::context::{app_url, unique_prefix, BackendKind, Topology};
+use tests_conformance::context::{server_target, unique_prefix, BackendKind, Topology};
 use tests_conformance::probe::Probe;
 
 /// One case's bundles and raw probe.
@@ -14,8 +14,7 @@ pub(crate) struct Pair {
 
 fn backend(kind: BackendKind) -> Backend {
     match kind {
-        // These cases run on the standalone topologies only; a sentinel kind names the
-        // same client.
+        // The facade picks the client; the URL says standalone, cluster or sentinel.
         BackendKind::Redis | BackendKind::RedisSentinel => Backend::Redis,
         BackendKind::Fred | BackendKind::FredSentinel => Backend::Fred,
         BackendKind::Memory => Backend::Memory,
@@ -41,7 +40,7 @@ impl Pair {
                 probe,
             };
         }
-        let url = app_url().await;
+        let (url, probe) = server_target(topology).await;
         let connect = |kind| {
             let options = KvOptions::builder()
                 .url(&url)
@@ -53,7 +52,6 @@ impl Pair {
         };
         let a = connect(topology.a).await.expect("connect a");
         let b = connect(topology.b).await.expect("connect b");
-        let probe = Probe::connect(&tests_conformance::server::shared().url()).await;
         Pair {
             a,
             b,
@@ -67,7 +65,9 @@ impl Pair {
     }
 }
 
-/// One `#[tokio::test]` per case and topology.
+/// One `#[tokio::test]` per case and topology: memory, standalone, cluster and Sentinel,
+/// each backend alone and the two mixed (`a` writes with one client, `b` reads with the
+/// other).
 macro_rules! per_topology {
     ($($case:ident),* $(,)?) => {
         $(
@@ -83,6 +83,22 @@ macro_rules! per_topology {
                 async fn redis_then_fred() { super::$case(Topology::REDIS_FRED).await }
                 #[tokio::test]
                 async fn fred_then_redis() { super::$case(Topology::FRED_REDIS).await }
+                #[tokio::test]
+                async fn redis_cluster() { super::$case(Topology::REDIS_CLUSTER).await }
+                #[tokio::test]
+                async fn fred_cluster() { super::$case(Topology::FRED_CLUSTER).await }
+                #[tokio::test]
+                async fn redis_then_fred_cluster() {
+                    super::$case(Topology::REDIS_FRED_CLUSTER).await
+                }
+                #[tokio::test]
+                async fn redis_sentinel() { super::$case(Topology::REDIS_SENTINEL).await }
+                #[tokio::test]
+                async fn fred_sentinel() { super::$case(Topology::FRED_SENTINEL).await }
+                #[tokio::test]
+                async fn fred_then_redis_sentinel() {
+                    super::$case(Topology::FRED_REDIS_SENTINEL).await
+                }
             }
         )*
     };
