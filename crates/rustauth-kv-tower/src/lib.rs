@@ -50,3 +50,13 @@ pub use tower_sessions_core_014;
 pub use tower_sessions_core_015;
 
 pub use rustauth_kv;
+
+/// `docs/integrations.md`, compiled as a doctest so its programs cannot rot.
+#[cfg(all(doctest, feature = "tower-sessions-015", feature = "axum"))]
+#[doc = include_str!("../../../docs/integrations.md")]
+struct IntegrationsDoc;
+
+/// This crate's README, compiled as a doctest too.
+#[cfg(all(doctest, feature = "tower-sessions-015", feature = "axum"))]
+#[doc = include_str!("../README.md")]
+struct CrateReadme;
