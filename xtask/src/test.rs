@@ -39,6 +39,22 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         ],
         &envs,
     )?;
+    // Alone, without the dev-dependencies unifying features (as a user's build sees it):
+    // its `axum` feature once failed to compile this way (axum's `ConnectInfo` needs
+    // axum's `tokio` feature).
+    eprintln!("xtask: rustauth-kv-tower alone with each feature set a user picks…");
+    for features in ["--no-default-features", "--all-features"] {
+        crate::cargo(&["check", "-p", "rustauth-kv-tower", "--lib", features])?;
+    }
+    crate::cargo(&[
+        "check",
+        "-p",
+        "rustauth-kv-tower",
+        "--lib",
+        "--no-default-features",
+        "--features",
+        "axum",
+    ])?;
     // Warm: ~20 s (both versions installed); it fails, never skips, without node/npm.
     crate::better_auth::run(&[])?;
     eprintln!("xtask: building the backends with tls-rustls for the TLS case (a second build)…");
