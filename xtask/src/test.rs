@@ -1,9 +1,11 @@
-//! `cargo xtask test`: every test of the workspace, then the TLS connection case again
-//! with both backends built with `tls-rustls` (a separate build: feature unification
-//! would otherwise turn TLS on for every test, hiding the "no TLS feature refuses
-//! rediss://" behaviour), then the conformance suite on the other servers of the matrix
-//! (Redis 7, Redis 8, Valkey 9; see `xtask servers`), then `xtask better-auth` (real
-//! Better Auth 1.6.9 and 1.7.25 beside our crates; needs node and npm, fails without).
+//! `cargo xtask test`: every test of the workspace (and rustauth-kv-tower per feature
+//! set), then `xtask better-auth-rs` (the better-auth-rs adapter's own workspace: fmt,
+//! clippy, doc, tests; needs libicu-dev, fails without), then `xtask better-auth` (real
+//! Better Auth 1.6.9 and 1.7.25 beside our crates; needs node and npm, fails without),
+//! then the TLS connection case again with both backends built with `tls-rustls` (a
+//! separate build: feature unification would otherwise turn TLS on for every test,
+//! hiding the "no TLS feature refuses rediss://" behaviour), then the conformance suite
+//! on the other servers of the matrix (Redis 7, Redis 8, Valkey 9; see `xtask servers`).
 
 use std::ffi::OsStr;
 
@@ -55,6 +57,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "--features",
         "axum",
     ])?;
+    // The better-auth-rs adapter, its own workspace (the ICU it needs stays out of this
+    // one); it fails, never skips, without the ICU library.
+    crate::better_auth_rs::check(&envs)?;
     // Warm: ~20 s (both versions installed); it fails, never skips, without node/npm.
     crate::better_auth::run(&[])?;
     eprintln!("xtask: building the backends with tls-rustls for the TLS case (a second build)…");
