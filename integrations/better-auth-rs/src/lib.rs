@@ -3,7 +3,7 @@
 //!
 //! - [`KvSecondaryStorage`] — better-auth-rs's `SecondaryStorage` over our
 //!   [`SecondaryStorage`](rustauth_kv::SecondaryStorage) (install with
-//!   `BetterAuth::…​.secondary_storage(...)`); with it, better-auth-rs also counts rate
+//!   `BetterAuth::….secondary_storage(...)`); with it, better-auth-rs also counts rate
 //!   limits in secondary storage through `increment`.
 //! - [`KvRateLimitStorage`] — better-auth-rs's `RateLimitStorage` over our
 //!   [`RateLimiter`](rustauth_kv::RateLimiter) (install with

@@ -32,8 +32,9 @@ use crate::convert::{auth_error, increment_ttl, key_text, set_ttl, value_bytes, 
 /// a string, and a key that is not a string, number or boolean are rejected before any
 /// I/O (better-auth-rs's own `RedisAdapter` fails on the same input, at the server).
 /// Errors are better-auth-rs `AuthError::Database` errors whose `source()` chain ends
-/// in the [`KvError`](rustauth_kv::KvError); they never contain a key (keys are session
-/// tokens).
+/// in the [`KvError`](rustauth_kv::KvError). The adapter's own errors never contain a
+/// key (keys are session tokens); of rustauth-kv's, only a value above 512 MiB names
+/// its key.
 #[derive(Clone)]
 pub struct KvSecondaryStorage {
     store: Arc<dyn SecondaryStorage>,
@@ -59,7 +60,7 @@ impl KvSecondaryStorage {
     }
 
     /// This adapter in the `Arc` better-auth-rs's builder takes
-    /// (`BetterAuth::…​.secondary_storage(kv_storage.into_arc())`).
+    /// (`BetterAuth::….secondary_storage(kv_storage.into_arc())`).
     pub fn into_arc(self) -> Arc<dyn BaSecondaryStorage> {
         Arc::new(self)
     }
