@@ -516,6 +516,25 @@ impl Stores {
         }
     }
 
+    /// The observed stores of a `rustauth_kv::Kv` bundle (what an app gets from the
+    /// facade). It has one limiter, the fixed window: only the workloads that need no
+    /// other algorithm run on it.
+    pub(crate) fn bundle(kv: &rustauth_kv::Kv) -> Self {
+        let fixed = kv.rate_limiter();
+        Stores {
+            storage: kv.storage(),
+            sliding: fixed.clone(),
+            gcra: fixed.clone(),
+            cached: fixed.clone(),
+            fixed,
+            sessions: kv.sessions(),
+            lock: kv.lock(),
+            open: open_rule(),
+            denied: denied_rule(),
+            value: value(),
+        }
+    }
+
     fn limiter(&self, kind: LimiterKind) -> &dyn RateLimiter {
         match kind {
             LimiterKind::Fixed => &*self.fixed,

@@ -14,6 +14,7 @@ mod ceiling;
 mod contender;
 mod driver;
 mod http;
+mod observe;
 mod pin;
 mod report;
 mod workload;
@@ -234,14 +235,20 @@ async fn run_config(
         .map_err(err)?
         .get_multiplexed_async_connection()
         .await
-        .map_err(err)?;
+        .map_err(|e| format!("the stats connection: {e}"))?;
+    // A long timeout: a synchronous FLUSHALL of the previous configuration's keys (and
+    // the ceiling runs' up to 600k) takes seconds on one pinned core, and must end before
+    // anything is measured.
+    stats.set_response_timeout(Duration::from_secs(120));
     if flush {
         redis::cmd("FLUSHALL")
             .exec_async(&mut stats)
             .await
-            .map_err(err)?;
+            .map_err(|e| format!("FLUSHALL before {}: {e}", config.label))?;
     }
-    let list = contenders(url).await?;
+    let list = contenders(url)
+        .await
+        .map_err(|e| format!("connecting the contenders for {}: {e}", config.label))?;
     let mut rows = Vec::new();
     let mut run: u32 = 0;
     for &w in workloads {
@@ -459,7 +466,14 @@ fn run(args: Args) -> Result<(), String> {
         .count();
     let mut progress = Progress {
         done: 0,
-        total: ceiling_steps + CONFIGS.len() * workloads.len() * rounds + http::STEPS,
+        total: ceiling_steps
+            + CONFIGS.len() * workloads.len() * rounds
+            + if args.only.is_empty() {
+                observe::WORKLOADS.len()
+            } else {
+                0
+            }
+            + http::STEPS,
         started: Instant::now(),
     };
     report.ceilings = ceilings(&url, &workloads, args.quick, &mut progress)?;
@@ -484,6 +498,11 @@ fn run(args: Args) -> Result<(), String> {
         ))?;
         report.rows.extend(rows);
     }
+    let observe_rows = if args.only.is_empty() {
+        observe::run(&url, rounds, duration, &mut progress)?
+    } else {
+        Vec::new()
+    };
     let http_rows = http::run(&url, args.quick, &mut progress)?;
     for row in &mut report.rows {
         row.ceiling_rps = report
@@ -492,6 +511,7 @@ fn run(args: Args) -> Result<(), String> {
             .find(|c| c.workload == row.workload && c.shape == ceiling::SHAPES[2].label)
             .map(|c| c.rps);
     }
+    report.rows.extend(observe_rows);
     report.rows.extend(http_rows);
     report.meta = meta(&args, &url, &pin_note, rounds, duration);
     write(&args, &report)
