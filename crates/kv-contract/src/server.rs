@@ -169,10 +169,12 @@ impl SecondaryStorage for ServerStorage {
         let cmd = match expiry {
             Expiry::Immediately => return Ok(false),
             Expiry::Never => set_command(key, value).arg("NX"),
+            // `PX` before `NX`: the order fred's typed `SET` writes, so both backends
+            // send these bytes.
             Expiry::AfterMs(ms) => set_command(key, value)
-                .arg("NX")
                 .arg("PX")
-                .int_arg(ms as i64),
+                .int_arg(ms as i64)
+                .arg("NX"),
         };
         Ok(self.conn.execute(cmd).await?.is_some())
     }

@@ -4,7 +4,7 @@
 //! |--------------------|---------------------------|------------------------------|------------------------------------|
 //! | `None`             | `SET k v` (drops old TTL) | `SET k v NX`                 | `SET k v` in the script            |
 //! | `Some(0)`          | `DEL k` (already expired) | no I/O, reports "not created"| `DEL k` in the script              |
-//! | `Some(d)`, d > 0   | `SET k v PX ms`           | `SET k v NX PX ms`           | `SET k v PX ms` in the script      |
+//! | `Some(d)`, d > 0   | `SET k v PX ms`           | `SET k v PX ms NX`           | `SET k v PX ms` in the script      |
 //! | `d` > [`MAX_TTL`]  | rejected before any I/O   | rejected before any I/O      | rejected before any I/O            |
 //!
 //! `set_keep_ttl` sends `SET k v KEEPTTL`: the key keeps the expiry it had (or none).

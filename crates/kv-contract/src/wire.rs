@@ -65,6 +65,12 @@ impl Command {
     pub fn routing_key(&self) -> Option<&[u8]> {
         self.key_index.map(|i| &self.args[i][..])
     }
+
+    /// The name and the arguments, moved out: a backend hands them to its client without
+    /// copying them.
+    pub fn into_parts(self) -> (&'static str, Vec<Bytes>) {
+        (self.name, self.args)
+    }
 }
 
 /// A server reply, decoded from RESP2 or RESP3. Error replies are not a `Reply`: the
@@ -339,6 +345,9 @@ mod tests {
         assert_eq!(cmd.routing_key(), Some(&b"k1"[..]));
         assert_eq!(cmd.args().len(), 4);
         assert_eq!(cmd.args()[1], Bytes::from_static(b"1"));
+        let (name, args) = cmd.into_parts();
+        assert_eq!(name, "EVALSHA");
+        assert_eq!(args[2], Bytes::from_static(b"k1"));
         assert_eq!(Command::new("PING").routing_key(), None);
     }
 

@@ -38,6 +38,7 @@
 //! silently connect in plaintext.
 
 mod cluster;
+mod typed;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -262,15 +263,27 @@ impl Connection for FredConnection {
         if inner.closed.load(Ordering::Acquire) {
             return Err(kv_contract::wire::closed_error(&inner.server));
         }
-        let hash = match command.routing_key() {
-            Some(key) => ClusterHash::Custom(fred::util::redis_keyslot(key)),
-            None => ClusterHash::Random,
-        };
-        let cmd = CustomCommand::new_static(command.name(), hash, false);
-        let args: Vec<Value> = command.args().iter().cloned().map(Value::Bytes).collect();
         if inner.client.is_clustered() {
-            return cluster::execute(self, cmd, args).await;
+            let hash = match command.routing_key() {
+                Some(key) => ClusterHash::Custom(fred::util::redis_keyslot(key)),
+                None => ClusterHash::Random,
+            };
+            let (name, args) = command.into_parts();
+            let cmd = CustomCommand::new_static(name, hash, false);
+            return cluster::execute(self, cmd, args.into_iter().map(Value::Bytes).collect()).await;
         }
+        // One server: no key slot to compute, and the hot commands go typed (see `typed`).
+        let (name, args) = command.into_parts();
+        let args = match typed::classify(name, args) {
+            Ok(command) => {
+                return typed::send(&inner.client, command)
+                    .await
+                    .unwrap_or_else(|e| Err(map_error(e, &inner.server)))
+            }
+            Err(args) => args,
+        };
+        let cmd = CustomCommand::new_static(name, ClusterHash::Random, false);
+        let args: Vec<Value> = args.into_iter().map(Value::Bytes).collect();
         match inner.client.custom_raw(cmd, args).await {
             Ok(frame) => into_reply(frame),
             Err(e) => Err(map_error(e, &inner.server)),

@@ -4,6 +4,7 @@
 //! `redis-server`, and fail, saying how to provide one, when neither is possible.
 
 mod examples;
+mod wire;
 
 use tests_conformance::run::{expect_connection, expect_storage};
 use tests_conformance::{BackendKind, Topology};
