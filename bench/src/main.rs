@@ -11,6 +11,7 @@
 //! [--out DIR] [--docs FILE]`.
 
 mod ceiling;
+mod clear;
 mod contender;
 mod driver;
 mod http;
@@ -42,6 +43,8 @@ struct Args {
     pin: bool,
     out: PathBuf,
     docs: Option<PathBuf>,
+    /// Internal: this process is the child that clears with the named contender.
+    clear_child: Option<String>,
 }
 
 const USAGE: &str = "usage: rustauth-kv-bench [--quick] [--url URL] [--only NAME]... [--no-pin] \
@@ -66,6 +69,7 @@ impl Args {
                 "--only" => parsed.only.push(value("--only")?),
                 "--out" => parsed.out = value("--out")?.into(),
                 "--docs" => parsed.docs = Some(value("--docs")?.into()),
+                "--clear-child" => parsed.clear_child = Some(value("--clear-child")?),
                 other => return Err(format!("unknown argument {other:?}; {USAGE}")),
             }
         }
@@ -456,7 +460,8 @@ fn run(args: Args) -> Result<(), String> {
     };
     eprintln!("bench: {pin_note}");
     let workloads = workload::selected(&args.only);
-    if workloads.is_empty() {
+    let clear_selected = args.only.is_empty() || args.only.iter().any(|o| o == "clear");
+    if workloads.is_empty() && !clear_selected {
         return Err(format!("--only {:?} matches no workload", args.only));
     }
     let (rounds, duration) = args.rounds();
@@ -473,11 +478,12 @@ fn run(args: Args) -> Result<(), String> {
             } else {
                 0
             }
-            + http::STEPS,
+            + http::STEPS
+            + usize::from(clear_selected),
         started: Instant::now(),
     };
     report.ceilings = ceilings(&url, &workloads, args.quick, &mut progress)?;
-    for config in CONFIGS {
+    for config in CONFIGS.into_iter().filter(|_| !workloads.is_empty()) {
         let mut builder = match config.workers {
             Some(n) => {
                 let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -504,6 +510,10 @@ fn run(args: Args) -> Result<(), String> {
         Vec::new()
     };
     let http_rows = http::run(&url, args.quick, &mut progress)?;
+    if clear_selected {
+        report.clears = clear::run(&url)?;
+        progress.tick("clear of 1M keys");
+    }
     for row in &mut report.rows {
         row.ceiling_rps = report
             .ceilings
@@ -668,6 +678,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(how) = &args.clear_child {
+        let url = args.url.clone().unwrap_or_default();
+        return match clear::child(how, &url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench: clear child: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -53,6 +53,8 @@ pub(crate) struct Report {
     pub(crate) rows: Vec<Row>,
     /// Ceiling rows.
     pub(crate) ceilings: Vec<CeilingRow>,
+    /// `clear` of 1M keys, per contender.
+    pub(crate) clears: Vec<crate::clear::ClearRow>,
 }
 
 /// Median, min and max of `values` (all 0 when empty).
@@ -154,6 +156,22 @@ impl Report {
             }
             out.push('\n');
         }
+        if !self.clears.is_empty() {
+            out.push_str("### `clear` of 1M keys (each in a child process: its peak RSS)\n\n");
+            out.push_str("| contender | keys | seconds | keys/s | peak RSS MiB |\n|---|---:|---:|---:|---:|\n");
+            for c in &self.clears {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.2} | {} | {:.1} |",
+                    c.contender,
+                    c.keys,
+                    c.seconds,
+                    ops_text(c.keys as f64 / c.seconds.max(1e-9)),
+                    c.peak_rss_mib
+                );
+            }
+            out.push('\n');
+        }
         out
     }
 
@@ -189,7 +207,15 @@ impl Report {
                        "p50_us": c.p50_us, "p99_us": c.p99_us})
             })
             .collect();
-        json!({"meta": self.meta, "rows": rows, "ceilings": ceilings})
+        let clears: Vec<Value> = self
+            .clears
+            .iter()
+            .map(|c| {
+                json!({"contender": c.contender, "keys": c.keys, "seconds": c.seconds,
+                       "peak_rss_mib": c.peak_rss_mib})
+            })
+            .collect();
+        json!({"meta": self.meta, "rows": rows, "ceilings": ceilings, "clear": clears})
     }
 
     /// A bar chart of ops/s per contender for `config`, each workload on its own scale.

@@ -57,6 +57,24 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "--features",
         "axum",
     ])?;
+    // The bench is measured by hand (`cargo xtask bench`), never asserted; this only
+    // proves it still runs end to end: a debug build, one workload, a few seconds.
+    eprintln!("xtask: bench smoke run (debug build, --quick --only get, no pinning)…");
+    crate::cargo_env(
+        &[
+            "run",
+            "-p",
+            "rustauth-kv-bench",
+            "--",
+            "--quick",
+            "--only",
+            "get",
+            "--no-pin",
+            "--out",
+            "target/bench-smoke",
+        ],
+        &envs,
+    )?;
     // The better-auth-rs adapter, its own workspace (the ICU it needs stays out of this
     // one); it fails, never skips, without the ICU library.
     crate::better_auth_rs::check(&envs)?;
