@@ -47,10 +47,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind as FredKind};
-use fred::interfaces::ClientLike;
+use fred::interfaces::{ClientLike, EventInterface};
 use fred::types::config::{Config, ReconnectPolicy, Server, ServerConfig};
 use fred::types::{ClusterHash, CustomCommand, Resp3Frame, Value};
 use kv_contract::config::Endpoint;
+use kv_contract::observe::LinkMonitor;
 use kv_contract::{Command, Connection, ConnectionOptions, ErrorKind, KvError, KvResult, Reply};
 
 mod sentinel;
@@ -75,10 +76,30 @@ struct Inner {
     closed: AtomicBool,
     /// How long a `QUIT` may take before the client is left to the runtime.
     quit_timeout: Duration,
+    /// The connection lost and back, from fred's error and reconnect events and the
+    /// commands' results.
+    link: Arc<LinkMonitor>,
+    /// The tasks that feed `link` from fred's events; aborted with the connection.
+    listeners: std::sync::Mutex<Vec<tokio::task::JoinHandle<Result<(), FredError>>>>,
+}
+
+impl Inner {
+    fn stop_listening(&self) {
+        self.link.close();
+        for task in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.stop_listening();
         if !self.closed.swap(true, Ordering::AcqRel) {
             quit_in_background(self.client.clone(), self.quit_timeout);
         }
@@ -172,9 +193,11 @@ impl FredConnection {
         let conn = FredConnection {
             inner: Arc::new(Inner {
                 client,
-                server,
+                server: server.clone(),
                 closed: AtomicBool::new(false),
                 quit_timeout: command_timeout,
+                link: Arc::new(LinkMonitor::new(server)),
+                listeners: std::sync::Mutex::default(),
             }),
         };
         // On any failure `conn` is dropped here, which quits the client in the background:
@@ -191,8 +214,31 @@ impl FredConnection {
         if let Some(watch) = watch {
             watch.spawn(Arc::downgrade(&conn.inner));
         }
+        conn.listen_for_link_events();
         tracing::debug!(server = %conn.inner.server, "rustauth-fred connected");
         Ok(conn)
+    }
+
+    /// Feeds the link monitor from fred's events: a connection error (the reader's, or a
+    /// failed reconnect) is a loss, a (re)connection is the link back, even with no
+    /// command in flight.
+    fn listen_for_link_events(&self) {
+        let inner = &*self.inner;
+        let (link, server) = (inner.link.clone(), inner.server.clone());
+        let errors = inner.client.on_error(move |(e, _)| {
+            link.lost(&map_error(e, &server));
+            async { Ok(()) }
+        });
+        let link = inner.link.clone();
+        let reconnects = inner.client.on_reconnect(move |_| {
+            link.up();
+            async { Ok(()) }
+        });
+        inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend([errors, reconnects]);
     }
 
     /// The underlying fred client (for commands rustauth-kv does not wrap). It quits when
@@ -256,9 +302,9 @@ fn tls_config(
     }
 }
 
-#[async_trait]
-impl Connection for FredConnection {
-    async fn execute(&self, command: Command) -> KvResult<Reply> {
+impl FredConnection {
+    /// One command, on the server or the cluster.
+    async fn execute_inner(&self, command: Command) -> KvResult<Reply> {
         let inner = &*self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(kv_contract::wire::closed_error(&inner.server));
@@ -289,6 +335,15 @@ impl Connection for FredConnection {
             Err(e) => Err(map_error(e, &inner.server)),
         }
     }
+}
+
+#[async_trait]
+impl Connection for FredConnection {
+    async fn execute(&self, command: Command) -> KvResult<Reply> {
+        let result = self.execute_inner(command).await;
+        self.inner.link.observe(&result);
+        result
+    }
 
     fn is_cluster(&self) -> bool {
         self.inner.client.is_clustered()
@@ -308,6 +363,7 @@ impl Connection for FredConnection {
 
     async fn close(&self) -> KvResult<()> {
         let inner = &*self.inner;
+        inner.stop_listening();
         if inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

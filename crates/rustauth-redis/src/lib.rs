@@ -44,6 +44,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use kv_contract::config::Endpoint;
+use kv_contract::observe::LinkMonitor;
 use kv_contract::{Command, Connection, ConnectionOptions, ErrorKind, KvError, KvResult, Reply};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
@@ -74,6 +75,9 @@ struct Inner {
     sentinel: Option<Arc<sentinel::Failover>>,
     /// Set for a `redis-cluster://` address: every call goes there instead.
     cluster: Option<cluster::ClusterLink>,
+    /// The connection lost and back, as the commands' results show it
+    /// (`ConnectionManager` has no reconnect hook).
+    link: LinkMonitor,
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -127,10 +131,11 @@ impl RedisConnection {
                 let conn = RedisConnection {
                     inner: Arc::new(Inner {
                         manager: RwLock::new(Some(manager)),
-                        server,
+                        server: server.clone(),
                         command_timeout,
                         sentinel: None,
                         cluster: None,
+                        link: LinkMonitor::new(server),
                     }),
                 };
                 kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await?;
@@ -153,10 +158,11 @@ impl RedisConnection {
                 let conn = RedisConnection {
                     inner: Arc::new(Inner {
                         manager: RwLock::new(None),
-                        server,
+                        server: server.clone(),
                         command_timeout: options.command_timeout,
                         sentinel: None,
                         cluster: Some(link),
+                        link: LinkMonitor::new(server),
                     }),
                 };
                 kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await?;
@@ -181,14 +187,9 @@ impl RedisConnection {
         let guard = self.inner.manager.read().unwrap_or_else(|p| p.into_inner());
         guard.clone()
     }
-}
 
-#[async_trait]
-impl Connection for RedisConnection {
-    async fn execute(&self, command: Command) -> KvResult<Reply> {
-        if let Some(cluster) = &self.inner.cluster {
-            return cluster.execute(command).await;
-        }
+    /// One command on the standalone (or Sentinel-found) server.
+    async fn execute_standalone(&self, command: Command) -> KvResult<Reply> {
         let mut cmd = redis::cmd(command.name());
         for arg in command.args() {
             cmd.arg(&arg[..]);
@@ -220,6 +221,18 @@ impl Connection for RedisConnection {
         }
         result
     }
+}
+
+#[async_trait]
+impl Connection for RedisConnection {
+    async fn execute(&self, command: Command) -> KvResult<Reply> {
+        let result = match &self.inner.cluster {
+            Some(cluster) => cluster.execute(command).await,
+            None => self.execute_standalone(command).await,
+        };
+        self.inner.link.observe(&result);
+        result
+    }
 
     fn is_cluster(&self) -> bool {
         self.inner.cluster.is_some()
@@ -238,6 +251,7 @@ impl Connection for RedisConnection {
     }
 
     async fn close(&self) -> KvResult<()> {
+        self.inner.link.close();
         if let Some(cluster) = &self.inner.cluster {
             cluster.close();
             return Ok(());

@@ -101,6 +101,7 @@ pub(crate) async fn connect(options: &ConnectionOptions) -> KvResult<RedisConnec
                     command_timeout: failover.options.command_timeout,
                     sentinel: Some(failover.clone()),
                     cluster: None,
+                    link: kv_contract::observe::LinkMonitor::new(failover.server.clone()),
                 }),
             };
             kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await?;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use tracing::Instrument;
 
+use super::static_keys;
 use crate::config::{Endpoint, ServerAddress};
 use crate::error::{KvError, KvResult};
 use crate::script;
@@ -111,12 +112,17 @@ impl<C: Connection + ?Sized> Connection for ObservedConnection<C> {
         let seconds = started.elapsed().as_secs_f64();
         match &result {
             Ok(_) => {
-                metrics::histogram!(
-                    super::names::OPERATION_DURATION,
-                    "db.system.name" => "redis",
-                    "db.operation.name" => name,
-                )
-                .record(seconds);
+                let histogram = match static_keys::duration_key(name) {
+                    Some(key) => metrics::with_recorder(|r| {
+                        r.register_histogram(key, &static_keys::METADATA)
+                    }),
+                    None => metrics::histogram!(
+                        super::names::OPERATION_DURATION,
+                        "db.system.name" => "redis",
+                        "db.operation.name" => name,
+                    ),
+                };
+                histogram.record(seconds);
             }
             Err(e) => {
                 let kind = error_type(e);

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`ObservedConnection`] | one client span per command (`db.*`, `server.*` attributes), `db.client.operation.duration` |
 //! | [`ObservedStorage`], [`ObservedRateLimiter`], [`ObservedSessionIndex`], [`ObservedLock`] | one parent span per store operation, decision/session counters, fail-open warnings |
+//! | [`LinkMonitor`] | a backend's connection lost and back: one `warn` event and one count each per outage |
 //! | [`degraded`] | the one `warn` event (target [`DEGRADED_TARGET`]) and counter of every degradation |
 //!
 //! With no `tracing` subscriber and no `metrics` recorder installed, all of it costs a
@@ -17,9 +18,12 @@
 #[cfg(any(test, feature = "capture"))]
 pub mod capture;
 mod connection;
+mod link;
+mod static_keys;
 mod stores;
 
 pub use connection::ObservedConnection;
+pub use link::LinkMonitor;
 pub use stores::{ObservedLock, ObservedRateLimiter, ObservedSessionIndex, ObservedStorage};
 
 /// The `tracing` target of every degradation event (stable: filter or alert on it).
@@ -29,6 +33,10 @@ pub const DEGRADED_TARGET: &str = "rustauth_kv::degraded";
 pub mod names {
     /// Histogram, seconds: one command's duration (OpenTelemetry's name).
     pub const OPERATION_DURATION: &str = "db.client.operation.duration";
+    /// The bucket boundaries (seconds) OpenTelemetry recommends for
+    /// [`OPERATION_DURATION`]; configure your exporter with them.
+    pub const OPERATION_DURATION_BUCKETS: [f64; 9] =
+        [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
     /// Counter: store operations, by `operation`.
     pub const OPERATIONS: &str = "rustauth_kv.operations";
     /// Counter: failed store operations, by `operation` and `error.type`.
@@ -45,6 +53,11 @@ pub mod names {
     pub const BREAKER_TRANSITIONS: &str = "rustauth_kv.breaker.transitions";
     /// Counter: scripts re-sent with `EVAL` after `NOSCRIPT`, by `script`.
     pub const SCRIPT_RELOADS: &str = "rustauth_kv.scripts.reloaded";
+    /// Counter: connections lost, as the backend saw them ([`LinkMonitor`](super::LinkMonitor)):
+    /// one per outage, however many commands fail in it.
+    pub const CONNECTION_LOST: &str = "rustauth_kv.connection.lost";
+    /// Counter: connections back after a loss (the backend reconnected).
+    pub const RECONNECTS: &str = "rustauth_kv.reconnects";
     /// Counter: degraded answers, by `policy` (`failed_open`, `failed_closed`, `skip`,
     /// `fallback`) and `operation`.
     pub const DEGRADED: &str = "rustauth_kv.degraded";

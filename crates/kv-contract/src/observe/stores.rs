@@ -14,6 +14,7 @@ use tracing::{field::Empty, Instrument, Span};
 
 use super::connection::error_type;
 use super::names;
+use super::static_keys::{decision_key, operation, Operation, METADATA};
 use crate::error::KvResult;
 use crate::lock::{Acquisition, ExtendOutcome, Lock, LockGuard, ReleaseOutcome};
 use crate::rate_limit::{DecisionSource, RateLimitDecision, RateLimitRule, RateLimiter};
@@ -37,12 +38,13 @@ macro_rules! op_span {
 /// a success on the span.
 async fn observed<T>(
     span: Span,
-    operation: &'static str,
+    operation: Operation,
     fut: impl Future<Output = KvResult<T>>,
     outcome: impl FnOnce(&T) -> &'static str,
 ) -> KvResult<T> {
     let result = fut.instrument(span.clone()).await;
-    metrics::counter!(names::OPERATIONS, "operation" => operation).increment(1);
+    metrics::with_recorder(|r| r.register_counter(operation.counted, &METADATA)).increment(1);
+    let operation = operation.name;
     match &result {
         Ok(value) => {
             span.record("rustauth.outcome", outcome(value));
@@ -94,17 +96,23 @@ impl ObservedStorage {
 impl SecondaryStorage for ObservedStorage {
     async fn get(&self, key: &str) -> KvResult<Option<Bytes>> {
         let span = op_span!("storage.get", "secondary");
-        observed(span, "storage.get", self.inner.get(key), found).await
+        observed(span, operation!("storage.get"), self.inner.get(key), found).await
     }
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> KvResult<()> {
         let span = op_span!("storage.set", "secondary");
-        observed(span, "storage.set", self.inner.set(key, value, ttl), done).await
+        observed(
+            span,
+            operation!("storage.set"),
+            self.inner.set(key, value, ttl),
+            done,
+        )
+        .await
     }
     async fn set_keep_ttl(&self, key: &str, value: Bytes) -> KvResult<()> {
         let span = op_span!("storage.set_keep_ttl", "secondary");
         observed(
             span,
-            "storage.set_keep_ttl",
+            operation!("storage.set_keep_ttl"),
             self.inner.set_keep_ttl(key, value),
             done,
         )
@@ -112,7 +120,13 @@ impl SecondaryStorage for ObservedStorage {
     }
     async fn delete(&self, key: &str) -> KvResult<bool> {
         let span = op_span!("storage.delete", "secondary");
-        observed(span, "storage.delete", self.inner.delete(key), applied).await
+        observed(
+            span,
+            operation!("storage.delete"),
+            self.inner.delete(key),
+            applied,
+        )
+        .await
     }
     async fn set_if_not_exists(
         &self,
@@ -122,17 +136,23 @@ impl SecondaryStorage for ObservedStorage {
     ) -> KvResult<bool> {
         let span = op_span!("storage.set_if_not_exists", "secondary");
         let fut = self.inner.set_if_not_exists(key, value, ttl);
-        observed(span, "storage.set_if_not_exists", fut, applied).await
+        observed(span, operation!("storage.set_if_not_exists"), fut, applied).await
     }
     async fn take(&self, key: &str) -> KvResult<Option<Bytes>> {
         let span = op_span!("storage.take", "secondary");
-        observed(span, "storage.take", self.inner.take(key), found).await
+        observed(
+            span,
+            operation!("storage.take"),
+            self.inner.take(key),
+            found,
+        )
+        .await
     }
     async fn increment(&self, key: &str, ttl: Duration) -> KvResult<i64> {
         let span = op_span!("storage.increment", "secondary");
         observed(
             span,
-            "storage.increment",
+            operation!("storage.increment"),
             self.inner.increment(key, ttl),
             done,
         )
@@ -147,22 +167,28 @@ impl SecondaryStorage for ObservedStorage {
     ) -> KvResult<bool> {
         let span = op_span!("storage.compare_and_set", "secondary");
         let fut = self.inner.compare_and_set(key, expected, value, ttl);
-        observed(span, "storage.compare_and_set", fut, applied).await
+        observed(span, operation!("storage.compare_and_set"), fut, applied).await
     }
     async fn delete_if_value(&self, key: &str, expected: &[u8]) -> KvResult<bool> {
         let span = op_span!("storage.delete_if_value", "secondary");
         let fut = self.inner.delete_if_value(key, expected);
-        observed(span, "storage.delete_if_value", fut, applied).await
+        observed(span, operation!("storage.delete_if_value"), fut, applied).await
     }
     async fn get_many(&self, keys: &[&str]) -> KvResult<Vec<Option<Bytes>>> {
         let span = op_span!("storage.get_many", "secondary");
-        observed(span, "storage.get_many", self.inner.get_many(keys), done).await
+        observed(
+            span,
+            operation!("storage.get_many"),
+            self.inner.get_many(keys),
+            done,
+        )
+        .await
     }
     async fn delete_many(&self, keys: &[&str]) -> KvResult<u64> {
         let span = op_span!("storage.delete_many", "secondary");
         observed(
             span,
-            "storage.delete_many",
+            operation!("storage.delete_many"),
             self.inner.delete_many(keys),
             done,
         )
@@ -170,11 +196,17 @@ impl SecondaryStorage for ObservedStorage {
     }
     async fn list_keys(&self) -> KvResult<Vec<String>> {
         let span = op_span!("storage.list_keys", "secondary");
-        observed(span, "storage.list_keys", self.inner.list_keys(), done).await
+        observed(
+            span,
+            operation!("storage.list_keys"),
+            self.inner.list_keys(),
+            done,
+        )
+        .await
     }
     async fn clear(&self) -> KvResult<u64> {
         let span = op_span!("storage.clear", "secondary");
-        observed(span, "storage.clear", self.inner.clear(), done).await
+        observed(span, operation!("storage.clear"), self.inner.clear(), done).await
     }
 }
 
@@ -200,11 +232,9 @@ impl ObservedRateLimiter {
             DecisionSource::FailedOpen => "failed_open",
             DecisionSource::FailedClosed => "failed_closed",
         };
-        metrics::counter!(
-            names::RATE_LIMIT_DECISIONS,
-            "outcome" => outcome,
-            "source" => source,
-        )
+        metrics::with_recorder(|r| {
+            r.register_counter(decision_key(d.allowed, d.source), &METADATA)
+        })
         .increment(1);
         if matches!(
             d.source,
@@ -241,7 +271,7 @@ impl RateLimiter for ObservedRateLimiter {
         let span = limit_span!("rate_limit.consume", self.algorithm);
         let fut = self.inner.consume(bucket, rule, cost);
         let record = span.clone();
-        observed(span, "rate_limit.consume", fut, move |d| {
+        observed(span, operation!("rate_limit.consume"), fut, move |d| {
             record.record(
                 "rustauth.decision.source",
                 format!("{:?}", d.source).as_str(),
@@ -253,7 +283,7 @@ impl RateLimiter for ObservedRateLimiter {
     async fn peek(&self, bucket: &str, rule: &RateLimitRule) -> KvResult<RateLimitDecision> {
         let span = limit_span!("rate_limit.peek", self.algorithm);
         let fut = self.inner.peek(bucket, rule);
-        observed(span, "rate_limit.peek", fut, |d| {
+        observed(span, operation!("rate_limit.peek"), fut, |d| {
             if d.allowed {
                 "allowed"
             } else {
@@ -264,7 +294,13 @@ impl RateLimiter for ObservedRateLimiter {
     }
     async fn reset(&self, bucket: &str) -> KvResult<bool> {
         let span = limit_span!("rate_limit.reset", self.algorithm);
-        observed(span, "rate_limit.reset", self.inner.reset(bucket), applied).await
+        observed(
+            span,
+            operation!("rate_limit.reset"),
+            self.inner.reset(bucket),
+            applied,
+        )
+        .await
     }
 }
 
@@ -298,7 +334,7 @@ impl SessionIndex for ObservedSessionIndex {
     ) -> KvResult<CreateOutcome> {
         let span = op_span!("session.create", "session");
         let fut = self.inner.create(user_id, token, value, expires_at);
-        observed(span, "session.create", fut, |o| match o {
+        observed(span, operation!("session.create"), fut, |o| match o {
             CreateOutcome::Created { evicted } => {
                 metrics::counter!(names::SESSIONS_CREATED).increment(1);
                 if *evicted > 0 {
@@ -313,7 +349,13 @@ impl SessionIndex for ObservedSessionIndex {
     }
     async fn get(&self, token: &str) -> KvResult<Option<Session>> {
         let span = op_span!("session.get", "session");
-        observed(span, "session.get", self.inner.get(token), found).await
+        observed(
+            span,
+            operation!("session.get"),
+            self.inner.get(token),
+            found,
+        )
+        .await
     }
     async fn refresh(
         &self,
@@ -323,21 +365,26 @@ impl SessionIndex for ObservedSessionIndex {
     ) -> KvResult<bool> {
         let span = op_span!("session.refresh", "session");
         let fut = self.inner.refresh(token, expires_at, value);
-        observed(span, "session.refresh", fut, applied).await
+        observed(span, operation!("session.refresh"), fut, applied).await
     }
     async fn delete(&self, token: &str) -> KvResult<bool> {
         let span = op_span!("session.delete", "session");
-        observed(span, "session.delete", self.inner.delete(token), |d| {
-            revoked("session.delete", u64::from(*d));
-            applied(d)
-        })
+        observed(
+            span,
+            operation!("session.delete"),
+            self.inner.delete(token),
+            |d| {
+                revoked("session.delete", u64::from(*d));
+                applied(d)
+            },
+        )
         .await
     }
     async fn delete_by_id(&self, id: &str) -> KvResult<bool> {
         let span = op_span!("session.delete_by_id", "session");
         observed(
             span,
-            "session.delete_by_id",
+            operation!("session.delete_by_id"),
             self.inner.delete_by_id(id),
             |d| {
                 revoked("session.delete_by_id", u64::from(*d));
@@ -348,13 +395,19 @@ impl SessionIndex for ObservedSessionIndex {
     }
     async fn list(&self, user_id: &str) -> KvResult<Vec<Session>> {
         let span = op_span!("session.list", "session");
-        observed(span, "session.list", self.inner.list(user_id), done).await
+        observed(
+            span,
+            operation!("session.list"),
+            self.inner.list(user_id),
+            done,
+        )
+        .await
     }
     async fn revoke_all(&self, user_id: &str) -> KvResult<u64> {
         let span = op_span!("session.revoke_all", "session");
         observed(
             span,
-            "session.revoke_all",
+            operation!("session.revoke_all"),
             self.inner.revoke_all(user_id),
             |n| {
                 revoked("session.revoke_all", *n);
@@ -366,7 +419,7 @@ impl SessionIndex for ObservedSessionIndex {
     async fn revoke_all_except(&self, user_id: &str, token: &str) -> KvResult<u64> {
         let span = op_span!("session.revoke_all_except", "session");
         let fut = self.inner.revoke_all_except(user_id, token);
-        observed(span, "session.revoke_all_except", fut, |n| {
+        observed(span, operation!("session.revoke_all_except"), fut, |n| {
             revoked("session.revoke_all_except", *n);
             "ok"
         })
@@ -374,7 +427,13 @@ impl SessionIndex for ObservedSessionIndex {
     }
     async fn count(&self, user_id: &str) -> KvResult<u64> {
         let span = op_span!("session.count", "session");
-        observed(span, "session.count", self.inner.count(user_id), done).await
+        observed(
+            span,
+            operation!("session.count"),
+            self.inner.count(user_id),
+            done,
+        )
+        .await
     }
     fn session_id(&self, token: &str) -> KvResult<String> {
         self.inner.session_id(token)
@@ -398,20 +457,25 @@ impl ObservedLock {
 impl Lock for ObservedLock {
     async fn acquire(&self, name: &str, ttl: Duration) -> KvResult<Acquisition> {
         let span = op_span!("lock.acquire", "lock");
-        observed(span, "lock.acquire", self.inner.acquire(name, ttl), |a| {
-            if a.is_acquired() {
-                "acquired"
-            } else {
-                "held"
-            }
-        })
+        observed(
+            span,
+            operation!("lock.acquire"),
+            self.inner.acquire(name, ttl),
+            |a| {
+                if a.is_acquired() {
+                    "acquired"
+                } else {
+                    "held"
+                }
+            },
+        )
         .await
     }
     async fn release(&self, guard: &LockGuard) -> KvResult<ReleaseOutcome> {
         let span = op_span!("lock.release", "lock");
         observed(
             span,
-            "lock.release",
+            operation!("lock.release"),
             self.inner.release(guard),
             |r| match r {
                 ReleaseOutcome::Released => "released",
@@ -424,7 +488,7 @@ impl Lock for ObservedLock {
         let span = op_span!("lock.extend", "lock");
         observed(
             span,
-            "lock.extend",
+            operation!("lock.extend"),
             self.inner.extend(guard, ttl),
             |r| match r {
                 ExtendOutcome::Extended => "extended",

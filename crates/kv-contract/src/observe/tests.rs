@@ -328,6 +328,40 @@ fn fail_open_and_the_breaker_are_loud() {
     );
 }
 
+/// Many failures in an outage are one loss and one reconnect, warned and counted; a
+/// second outage counts again; `up` without a loss emits nothing.
+#[test]
+fn a_lost_connection_and_its_reconnect_are_loud_once_per_outage() {
+    let (seen, metrics) = observe(|| async {
+        let link = LinkMonitor::new("redis://cache.internal:6380/3");
+        link.up();
+        for _outage in 0..2 {
+            for _ in 0..5 {
+                link.lost(&"cannot reach redis://cache.internal:6380/3: connection refused");
+            }
+            assert!(link.is_lost());
+            link.up();
+            link.up();
+            assert!(!link.is_lost());
+        }
+    });
+    let states: Vec<&str> = seen
+        .iter()
+        .filter(|c| c.kind == "event" && c.target == DEGRADED_TARGET)
+        .filter_map(|c| c.fields.get("state").map(String::as_str))
+        .collect();
+    assert_eq!(states, ["lost", "reconnected", "lost", "reconnected"]);
+    let lost = seen
+        .iter()
+        .find(|c| c.fields.get("state").map(String::as_str) == Some("lost"))
+        .unwrap();
+    assert_eq!(lost.level, tracing::Level::WARN);
+    assert_eq!(lost.fields["server"], "redis://cache.internal:6380/3");
+    assert!(lost.fields["error"].contains("connection refused"));
+    assert_eq!(metric(&metrics, names::CONNECTION_LOST, &[]), 2.0);
+    assert_eq!(metric(&metrics, names::RECONNECTS, &[]), 2.0);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
     /// Whatever keys, values, tokens, user ids and bucket names flow through the stores
