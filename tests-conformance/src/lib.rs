@@ -119,6 +119,8 @@ macro_rules! for_each_connection_case {
             facade::bundle_shares_one_connection_and_prefix,
             acl::acl_user_is_confined_to_its_prefix,
             observe::spans_metrics_and_degradation_events,
+            observe::connection_loss_and_reconnect_are_counted_once,
+            observe::opentelemetry_export,
             better_auth::better_auth_migration_keeps_ttls_and_is_idempotent,
         }
     };

@@ -9,6 +9,7 @@
 //! | `fred` | the fred backend ([`FredConnection`], re-exports `fred`) |
 //! | `tls-rustls` | `rediss://` / `valkeys://` with rustls, for every enabled backend |
 //! | `tls-native-tls` | the same with the platform's TLS library |
+//! | `opentelemetry` | `otel`: the stores' metrics into an OpenTelemetry `Meter`, the span bridge re-exported |
 //!
 //! With no backend feature (`default-features = false`) the crate still works: every
 //! store runs in process memory ([`Kv::memory`]), the embedded default for tests and
@@ -59,6 +60,8 @@ mod backend;
 mod bundle;
 mod env;
 mod options;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
 
 pub use availability::Health;
 pub use backend::Backend;
