@@ -8,9 +8,9 @@
 //! and, for a full run, to `docs/performance.md`.
 //!
 //! Usage: `rustauth-kv-bench [--quick] [--url URL] [--only NAME]... [--no-pin]
-//! [--out DIR] [--docs FILE]`. `--only` takes part of a workload's name, `clear` (the
-//! clear of 1M keys) or `observability` (the observability rows); the HTTP rows always
-//! run.
+//! [--out DIR] [--docs FILE]`. `--only` takes a workload's name (that workload only),
+//! part of names (`session`: every session workload), `clear` (the clear of 1M keys) or
+//! `observability` (the observability rows); the HTTP rows always run.
 
 mod ceiling;
 mod clear;

@@ -147,10 +147,39 @@ pub(crate) enum LimiterKind {
     Cached,
 }
 
-/// The `--only` filter: workloads whose name contains one of `filters`.
+/// The `--only` filter: a filter that is a workload's name selects that workload only
+/// (`get` is not also `session_get`); any other filter selects the workloads whose name
+/// contains it (`session` selects every session workload).
 pub(crate) fn selected(filters: &[String]) -> Vec<Workload> {
+    let matches = |w: Workload, f: &str| {
+        let exact = Workload::ALL.iter().any(|x| x.name() == f);
+        if exact {
+            w.name() == f
+        } else {
+            w.name().contains(f)
+        }
+    };
     Workload::ALL
         .into_iter()
-        .filter(|w| filters.is_empty() || filters.iter().any(|f| w.name().contains(f.as_str())))
+        .filter(|w| filters.is_empty() || filters.iter().any(|f| matches(*w, f)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(filters: &[&str]) -> Vec<&'static str> {
+        let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        selected(&filters).into_iter().map(Workload::name).collect()
+    }
+
+    #[test]
+    fn an_exact_name_selects_one_workload_a_part_selects_a_group() {
+        assert_eq!(names(&["get"]), ["get"]);
+        assert_eq!(names(&["gcra"]), ["gcra_hot", "gcra_10k"]);
+        assert_eq!(names(&["get", "lock"]), ["get", "lock_acquire+release"]);
+        assert_eq!(names(&[]).len(), Workload::ALL.len());
+        assert!(names(&["nothing"]).is_empty());
+    }
 }
