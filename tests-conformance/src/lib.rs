@@ -120,6 +120,7 @@ macro_rules! for_each_connection_case {
             acl::acl_user_is_confined_to_its_prefix,
             observe::spans_metrics_and_degradation_events,
             observe::connection_loss_and_reconnect_are_counted_once,
+            observe::idle_connection_killed_is_one_loss_and_one_reconnect,
             observe::opentelemetry_export,
             better_auth::better_auth_migration_keeps_ttls_and_is_idempotent,
         }

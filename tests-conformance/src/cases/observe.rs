@@ -376,3 +376,60 @@ pub async fn opentelemetry_export(kind: BackendKind) {
         .sum();
     assert_eq!(gets, 1);
 }
+
+/// The server drops the idle connection (`CLIENT KILL TYPE normal`) while no command is in
+/// flight. fred sees it through its error and reconnect events; redis-rs at the next
+/// command, which fails as unavailable while it reconnects. Either way: one loss, one
+/// reconnect, and the reads after it succeed.
+pub async fn idle_connection_killed_is_one_loss_and_one_reconnect(kind: BackendKind) {
+    let server = start(ServerConfig::default()).await;
+    let url = server.url();
+    let backend = match kind {
+        BackendKind::Fred => Backend::Fred,
+        _ => Backend::Redis,
+    };
+    let killer = crate::probe::Probe::connect(&url).await;
+    let (seen, metrics) = observed(move || async move {
+        let options = KvOptions::builder()
+            .url(url)
+            .backend(backend)
+            .prefix(unique_prefix("observe-idle-kill"))
+            .command_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let kv = Kv::connect_with(options).await.unwrap();
+        let storage = kv.storage();
+        storage.set("k", "v".into(), None).await.unwrap();
+        let killed: i64 = killer
+            .command(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal"))
+            .await;
+        assert!(killed >= 1, "CLIENT KILL killed {killed} connections");
+        // Idle for a while: fred reconnects by itself in this time.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match storage.get("k").await {
+                Ok(v) => {
+                    assert_eq!(v.as_deref(), Some(&b"v"[..]));
+                    break;
+                }
+                Err(e) => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "not back 5 s after CLIENT KILL: {e}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        storage.get("k").await.unwrap();
+        kv.close().await.unwrap();
+    })
+    .await;
+    let states: Vec<&str> = seen
+        .iter()
+        .filter(|c| c.kind == "event" && c.target == DEGRADED_TARGET)
+        .filter_map(|c| c.fields.get("state").map(String::as_str))
+        .collect();
+    assert_eq!(states, ["lost", "reconnected"], "{seen:?}");
+    assert_eq!(metric(&metrics, names::CONNECTION_LOST, &[]), 1.0);
+    assert_eq!(metric(&metrics, names::RECONNECTS, &[]), 1.0);
+}
