@@ -1,7 +1,8 @@
 //! Through HTTP: an axum app on a real socket, driven by a hyper client with 64 requests
 //! in flight. A rate-limited route (our tower layer) and a session load (our
-//! tower-sessions store) against the same app's route with neither, interleaved in
-//! rounds like the store workloads.
+//! tower-sessions store) against the same app's route with neither, and our session load
+//! against `tower-sessions-redis-store`'s on tower-sessions 0.14 ([`crate::http_peer`]),
+//! interleaved in rounds like the store workloads.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,6 +27,10 @@ const IN_FLIGHT: usize = 64;
 const CONFIG: &str = "HTTP, 64 requests in flight";
 /// The baseline every HTTP row is divided by.
 const BASELINE: &str = "axum route, no store";
+
+/// Our store on tower-sessions 0.14, and the published peer on it.
+const OURS_014: &str = "session load, tower-sessions 0.14 (rustauth-fred)";
+const PEER: &str = "session load, tower-sessions-redis-store 0.16 (fred)";
 
 /// Progress steps this module reports (its rounds).
 pub(crate) const STEPS: usize = 1;
@@ -192,6 +197,17 @@ pub(crate) fn run(url: &str, quick: bool, progress: &mut Progress) -> Result<Vec
             targets.push((limited, format!("http://{addr}/limited"), String::new()));
             targets.push((session, format!("http://{addr}/me"), cookie));
         }
+        // The published peer and our store on the same tower-sessions version (0.14).
+        for (name, app) in [
+            (OURS_014, crate::http_peer::ours(url).await?),
+            (PEER, crate::http_peer::peer(url).await?),
+        ] {
+            let addr = serve(app).await?;
+            let cookie = get_ok(&client, &format!("http://{addr}/login"), "")
+                .await?
+                .ok_or("/login set no cookie")?;
+            targets.push((name, format!("http://{addr}/me"), cookie));
+        }
         for (_, url, cookie) in &targets {
             drive(&client, url, cookie, duration / 4).await?;
         }
@@ -209,16 +225,24 @@ pub(crate) fn run(url: &str, quick: bool, progress: &mut Progress) -> Result<Vec
         let mut rows = Vec::new();
         for (idx, (name, _, _)) in targets.iter().enumerate() {
             latencies[idx].sort_unstable();
-            let vs = (*name != BASELINE).then(|| {
+            // Our 0.14 row is divided by the peer's; every other row by the baseline.
+            let base = if *name == OURS_014 {
+                targets.iter().position(|t| t.0 == PEER)
+            } else {
+                (*name != BASELINE).then_some(0)
+            };
+            let vs = base.map(|b| {
                 let ratios = per_round[idx]
                     .iter()
-                    .zip(&per_round[0])
+                    .zip(&per_round[b])
                     .map(|(ours, base)| ours / base)
                     .collect();
-                (BASELINE, ratios)
+                (targets[b].0, ratios)
             });
             rows.push(Row {
-                workload: if name.starts_with("session") {
+                workload: if *name == OURS_014 || *name == PEER {
+                    "http session load vs peer"
+                } else if name.starts_with("session") {
                     "http session load"
                 } else if name.starts_with("rate") {
                     "http rate-limited"

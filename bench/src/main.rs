@@ -17,6 +17,7 @@ mod clear;
 mod contender;
 mod driver;
 mod http;
+mod http_peer;
 mod observe;
 mod pin;
 mod report;
