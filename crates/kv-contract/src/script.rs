@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 pub struct Script {
     name: &'static str,
     source: &'static str,
-    sha1: OnceLock<String>,
+    // Leaked once per script (there are a fixed few, all `static`): `EVALSHA` then sends
+    // it as `Bytes::from_static`, with no copy, allocation or reference count per call.
+    sha1: OnceLock<&'static str>,
 }
 
 impl Script {
@@ -35,9 +37,15 @@ impl Script {
     }
 
     /// The lowercase hex SHA1 of the source, as `EVALSHA` and `SCRIPT LOAD` use it.
-    pub fn sha1(&self) -> &str {
-        self.sha1
-            .get_or_init(|| sha1_smol::Sha1::from(self.source).digest().to_string())
+    pub fn sha1(&self) -> &'static str {
+        self.sha1.get_or_init(|| {
+            Box::leak(
+                sha1_smol::Sha1::from(self.source)
+                    .digest()
+                    .to_string()
+                    .into_boxed_str(),
+            )
+        })
     }
 }
 

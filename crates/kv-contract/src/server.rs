@@ -190,7 +190,7 @@ impl SecondaryStorage for ServerStorage {
     async fn increment(&self, key: &str, ttl: Duration) -> KvResult<i64> {
         let secs = increment_ttl_secs(key, ttl)?;
         let physical = self.key(key)?;
-        let args = vec![Bytes::from(secs.to_string())];
+        let args = |c: Command| c.arg(Bytes::from(secs.to_string()));
         eval(&*self.conn, &script::INCREMENT, &[&physical], args)
             .await?
             .into_int()
@@ -208,19 +208,20 @@ impl SecondaryStorage for ServerStorage {
             Some(e) => (Bytes::from_static(b"1"), Bytes::copy_from_slice(e)),
             None => (Bytes::from_static(b"0"), Bytes::new()),
         };
-        let args = vec![
-            mode,
-            expected,
-            value,
-            Bytes::from(expiry.script_arg().to_string()),
-        ];
+        let expiry = expiry.script_arg();
+        let args = |c: Command| {
+            c.arg(mode.clone())
+                .arg(expected.clone())
+                .arg(value.clone())
+                .arg(Bytes::from(expiry.to_string()))
+        };
         let reply = eval(&*self.conn, &script::COMPARE_AND_SET, &[&physical], args).await?;
         Ok(reply.into_int()? == 1)
     }
 
     async fn delete_if_value(&self, key: &str, expected: &[u8]) -> KvResult<bool> {
         let physical = self.key(key)?;
-        let args = vec![Bytes::copy_from_slice(expected)];
+        let args = |c: Command| c.arg(Bytes::copy_from_slice(expected));
         let reply = eval(&*self.conn, &script::DELETE_IF_VALUE, &[&physical], args).await?;
         Ok(reply.into_int()? == 1)
     }

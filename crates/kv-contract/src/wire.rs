@@ -31,9 +31,25 @@ impl Command {
         }
     }
 
+    /// A command with room for `capacity` arguments: one allocation when the caller knows
+    /// how many it will append.
+    pub fn with_capacity(name: &'static str, capacity: usize) -> Self {
+        Command {
+            name,
+            args: Vec::with_capacity(capacity),
+            key_index: None,
+        }
+    }
+
     /// Appends an argument.
     pub fn arg(mut self, arg: impl Into<Bytes>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Appends every argument of `args`, in order.
+    pub fn args_from(mut self, args: impl IntoIterator<Item = Bytes>) -> Self {
+        self.args.extend(args);
         self
     }
 
@@ -289,27 +305,47 @@ pub fn parse_scan_reply(reply: Reply) -> KvResult<(u64, Vec<Bytes>)> {
     Ok((cursor, keys))
 }
 
+/// Room for the `ARGV` of our scripts (the most, a GCRA consume, has 6): one allocation
+/// per command.
+const ARGV_ROOM: usize = 6;
+
+/// `numkeys` for the key counts our scripts use, without formatting or allocating.
+fn numkeys(n: usize) -> Bytes {
+    const SMALL: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
+    match SMALL.get(n) {
+        Some(digits) => Bytes::from_static(digits),
+        None => Bytes::from(n.to_string()),
+    }
+}
+
 /// Runs `script` with `EVALSHA`; on `NOSCRIPT` (the script cache was flushed or the
 /// server restarted) sends the source with `EVAL` once. That retry is safe: `NOSCRIPT`
 /// means the script did not run. Errors raised by the script become
 /// [`ErrorKind::Script`].
-pub async fn eval(
+///
+/// `args` appends the script's `ARGV` to a command and is called once per command sent
+/// (twice only after `NOSCRIPT`), so the arguments are built straight into the command:
+/// no intermediate vector, no clone of each argument for a retry that almost never
+/// happens.
+pub async fn eval<F>(
     conn: &(impl Connection + ?Sized),
     script: &Script,
     keys: &[&[u8]],
-    args: Vec<Bytes>,
-) -> KvResult<Reply> {
+    args: F,
+) -> KvResult<Reply>
+where
+    F: Fn(Command) -> Command + Send + Sync,
+{
     let build = |name: &'static str, first: Bytes| {
-        let mut cmd = Command::new(name).arg(first).int_arg(keys.len() as i64);
+        let mut cmd = Command::with_capacity(name, 2 + keys.len() + ARGV_ROOM)
+            .arg(first)
+            .arg(numkeys(keys.len()));
         for k in keys {
             cmd = cmd.key(Bytes::copy_from_slice(k));
         }
-        for a in &args {
-            cmd = cmd.arg(a.clone());
-        }
-        cmd
+        args(cmd)
     };
-    let sha = Bytes::copy_from_slice(script.sha1().as_bytes());
+    let sha = Bytes::from_static(script.sha1().as_bytes());
     let result = match conn.execute(build("EVALSHA", sha)).await {
         Err(e) if e.is_noscript() => {
             crate::observe::script_reloaded(script.name());
@@ -349,6 +385,56 @@ mod tests {
         assert_eq!(name, "EVALSHA");
         assert_eq!(args[2], Bytes::from_static(b"k1"));
         assert_eq!(Command::new("PING").routing_key(), None);
+    }
+
+    /// Answers `NOSCRIPT` to every `EVALSHA` and `Int(1)` to anything else, recording all.
+    #[derive(Debug, Default)]
+    struct Flushed(std::sync::Mutex<Vec<Command>>);
+
+    #[async_trait]
+    impl Connection for Flushed {
+        async fn execute(&self, command: Command) -> KvResult<Reply> {
+            let noscript = command.name() == "EVALSHA";
+            self.0.lock().unwrap().push(command);
+            if noscript {
+                Err(KvError::server_reply("NOSCRIPT No matching script.", None))
+            } else {
+                Ok(Reply::Int(1))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn eval_sends_evalsha_then_the_same_arguments_with_eval_after_noscript() {
+        let conn = Flushed::default();
+        let script = &crate::script::INCREMENT;
+        let value = Bytes::from(vec![b'v'; 3]);
+        let reply = eval(&conn, script, &[b"k1", b"k2"], |c| {
+            c.arg(value.clone()).int_arg(-7)
+        })
+        .await
+        .unwrap();
+        assert_eq!(reply, Reply::Int(1));
+        let sent = conn.0.into_inner().unwrap();
+        let tail: [&[u8]; 5] = [b"2", b"k1", b"k2", b"vvv", b"-7"];
+        let [evalsha, eval] = &sent[..] else {
+            panic!("sent {sent:?}")
+        };
+        assert_eq!(evalsha.name(), "EVALSHA");
+        assert_eq!(evalsha.args()[0], script.sha1().as_bytes());
+        assert_eq!(eval.name(), "EVAL");
+        assert_eq!(eval.args()[0], script.source().as_bytes());
+        for cmd in [evalsha, eval] {
+            assert_eq!(cmd.args()[1..], tail, "{cmd:?}");
+            assert_eq!(cmd.routing_key(), Some(&b"k1"[..]));
+        }
+    }
+
+    #[test]
+    fn numkeys_is_decimal_for_every_count() {
+        for n in [0, 1, 9, 10, 11, 128, 1000] {
+            assert_eq!(numkeys(n), Bytes::from(n.to_string()), "{n}");
+        }
     }
 
     #[test]

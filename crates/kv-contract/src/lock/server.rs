@@ -13,7 +13,7 @@ use super::{ms, new_token, ttl_ms, Acquisition, ExtendOutcome, Lock, LockGuard, 
 use crate::error::{KvError, KvResult};
 use crate::script;
 use crate::server::SharedConnection;
-use crate::wire::eval;
+use crate::wire::{eval, Command};
 
 /// Locks on a Redis or Valkey server.
 #[derive(Clone)]
@@ -48,7 +48,10 @@ impl Lock for ServerLock {
         let keys = self.options.codec.lock_keys(name)?;
         let ttl_ms = ttl_ms(ttl)?;
         let token = new_token()?;
-        let args = vec![Bytes::from(token.clone()), Bytes::from(ttl_ms.to_string())];
+        let args = |c: Command| {
+            c.arg(Bytes::copy_from_slice(token.as_bytes()))
+                .arg(Bytes::from(ttl_ms.to_string()))
+        };
         let reply = eval(
             &*self.conn,
             &script::LOCK_ACQUIRE,
@@ -77,7 +80,7 @@ impl Lock for ServerLock {
 
     async fn release(&self, guard: &LockGuard) -> KvResult<ReleaseOutcome> {
         let keys = self.options.codec.lock_keys(&guard.name)?;
-        let args = vec![Bytes::from(guard.token.clone())];
+        let args = |c: Command| c.arg(Bytes::copy_from_slice(guard.token.as_bytes()));
         let reply = eval(&*self.conn, &script::DELETE_IF_VALUE, &[&keys.lock], args).await?;
         Ok(match reply.into_int()? {
             1 => ReleaseOutcome::Released,
@@ -88,10 +91,10 @@ impl Lock for ServerLock {
     async fn extend(&self, guard: &LockGuard, ttl: Duration) -> KvResult<ExtendOutcome> {
         let keys = self.options.codec.lock_keys(&guard.name)?;
         let ttl_ms = ttl_ms(ttl)?;
-        let args = vec![
-            Bytes::from(guard.token.clone()),
-            Bytes::from(ttl_ms.to_string()),
-        ];
+        let args = |c: Command| {
+            c.arg(Bytes::copy_from_slice(guard.token.as_bytes()))
+                .arg(Bytes::from(ttl_ms.to_string()))
+        };
         let reply = eval(&*self.conn, &script::LOCK_EXTEND, &[&keys.lock], args).await?;
         Ok(match reply.into_int()? {
             1 => ExtendOutcome::Extended,

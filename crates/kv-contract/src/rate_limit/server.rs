@@ -48,37 +48,42 @@ fn number(n: u64) -> Bytes {
     Bytes::from(n.to_string())
 }
 
-/// The script's `ARGV` for `call` at `now` (`None` = the server's `TIME`).
+/// Appends the script's `ARGV` for `call` at `now` (`None` = the server's `TIME`).
 pub(crate) fn script_args(
     algorithm: RateLimitAlgorithm,
     call: &Call,
     now: Option<u64>,
-) -> Vec<Bytes> {
-    let mut args = vec![
-        now.map_or(Bytes::from_static(b"-1"), number),
-        number(call.window),
-        number(call.limit),
-        number(call.cost),
-        Bytes::from_static(if call.commit { b"1" } else { b"0" }),
-    ];
-    if let RateLimitAlgorithm::Gcra { .. } = algorithm {
-        args.push(number(call.capacity));
+    command: Command,
+) -> Command {
+    let command = command
+        .arg(now.map_or(Bytes::from_static(b"-1"), number))
+        .arg(number(call.window))
+        .arg(number(call.limit))
+        .arg(number(call.cost))
+        .arg(Bytes::from_static(if call.commit { b"1" } else { b"0" }));
+    match algorithm {
+        RateLimitAlgorithm::Gcra { .. } => command.arg(number(call.capacity)),
+        _ => command,
     }
-    args
 }
 
 /// Decodes `{allowed, remaining, retry_after_ms, reset_after_ms}`.
 fn verdict(reply: crate::Reply) -> KvResult<Verdict> {
-    let parts = reply.into_array()?;
-    let ints = parts
-        .into_iter()
-        .map(|p| p.into_int())
-        .collect::<KvResult<Vec<i64>>>()?;
-    let [allowed, remaining, retry, reset] = ints[..] else {
-        return Err(KvError::unexpected(format!(
-            "rate-limit script replied {ints:?}, expected 4 integers"
-        )));
+    let mut parts = reply.into_array()?.into_iter();
+    let (Some(a), Some(b), Some(c), Some(d), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(KvError::unexpected(
+            "rate-limit script replied other than 4 integers",
+        ));
     };
+    let [allowed, remaining, retry, reset] =
+        [a.into_int()?, b.into_int()?, c.into_int()?, d.into_int()?];
+    let ints = [allowed, remaining, retry, reset];
     let non_negative = |n: i64| {
         u64::try_from(n).map_err(|_| {
             KvError::unexpected(format!(
@@ -110,7 +115,8 @@ impl ServerRateLimiter {
 
     async fn run(&self, call: &Call) -> KvResult<Verdict> {
         let algorithm = self.front.options.algorithm;
-        let args = script_args(algorithm, call, self.front.caller_now());
+        let now = self.front.caller_now();
+        let args = |c| script_args(algorithm, call, now, c);
         let reply = eval(&*self.conn, script_of(algorithm), &[&call.key], args).await?;
         verdict(reply)
     }

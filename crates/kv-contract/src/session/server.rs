@@ -47,7 +47,10 @@ impl ServerSessionIndex {
     }
 
     async fn run(&self, script: &Script, key: &Bytes, args: Vec<Bytes>) -> KvResult<Reply> {
-        eval(&*self.conn, script, &[key], args).await
+        eval(&*self.conn, script, &[key], |c| {
+            c.args_from(args.iter().cloned())
+        })
+        .await
     }
 }
 
@@ -153,13 +156,8 @@ impl Steps for ServerSessionIndex {
             .map(|group| {
                 let group_keys: Vec<&[u8]> = group.iter().map(|&i| &keys[i][..]).collect();
                 let fut: GroupFuture<'_, Vec<RawSession>> = Box::pin(async move {
-                    let reply = eval(
-                        &*self.conn,
-                        &script::SESSION_GET_MANY,
-                        &group_keys,
-                        Vec::new(),
-                    )
-                    .await?;
+                    let reply =
+                        eval(&*self.conn, &script::SESSION_GET_MANY, &group_keys, |c| c).await?;
                     let items = reply.into_array()?;
                     if items.len() != group_keys.len() {
                         return Err(KvError::unexpected(format!(
