@@ -14,6 +14,7 @@
 
 mod ceiling;
 mod clear;
+mod client_cost;
 mod contender;
 mod driver;
 mod http;
@@ -465,7 +466,8 @@ fn run(args: Args) -> Result<(), String> {
     let workloads = workload::selected(&args.only);
     let clear_selected = args.only.is_empty() || args.only.iter().any(|o| o == "clear");
     let observe_selected = args.only.is_empty() || args.only.iter().any(|o| o == "observability");
-    if workloads.is_empty() && !clear_selected && !observe_selected {
+    let cost_selected = args.only.is_empty() || args.only.iter().any(|o| o == "client-cost");
+    if workloads.is_empty() && !clear_selected && !observe_selected && !cost_selected {
         return Err(format!("--only {:?} matches no workload", args.only));
     }
     let (rounds, duration) = args.rounds();
@@ -483,9 +485,18 @@ fn run(args: Args) -> Result<(), String> {
                 0
             }
             + http::STEPS
-            + usize::from(clear_selected),
+            + usize::from(clear_selected)
+            + if cost_selected {
+                client_cost::OPERATIONS.len()
+            } else {
+                0
+            },
         started: Instant::now(),
     };
+    if cost_selected {
+        let iterations = if args.quick { 20_000 } else { 100_000 };
+        report.client_costs = client_cost::run(rounds, iterations, &mut progress)?;
+    }
     report.ceilings = ceilings(&url, &workloads, args.quick, &mut progress)?;
     for config in CONFIGS.into_iter().filter(|_| !workloads.is_empty()) {
         let mut builder = match config.workers {

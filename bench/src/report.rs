@@ -55,6 +55,8 @@ pub(crate) struct Report {
     pub(crate) ceilings: Vec<CeilingRow>,
     /// `clear` of 1M keys, per contender.
     pub(crate) clears: Vec<crate::clear::ClearRow>,
+    /// Our layer's own cost per operation over canned replies.
+    pub(crate) client_costs: Vec<crate::client_cost::CostRow>,
 }
 
 /// Median, min and max of `values` (all 0 when empty).
@@ -172,6 +174,20 @@ impl Report {
             }
             out.push('\n');
         }
+        if !self.client_costs.is_empty() {
+            out.push_str(
+                "### Our layer's own cost (canned replies: no network, server or client library)\n\n",
+            );
+            out.push_str("| operation | ns/op: median (min–max) |\n|---|---|\n");
+            for c in &self.client_costs {
+                let _ = writeln!(
+                    out,
+                    "| {} | **{:.0}** ({:.0}–{:.0}) |",
+                    c.operation, c.ns_per_op, c.min_ns, c.max_ns
+                );
+            }
+            out.push('\n');
+        }
         out
     }
 
@@ -215,7 +231,16 @@ impl Report {
                        "peak_rss_mib": c.peak_rss_mib})
             })
             .collect();
-        json!({"meta": self.meta, "rows": rows, "ceilings": ceilings, "clear": clears})
+        let client_costs: Vec<Value> = self
+            .client_costs
+            .iter()
+            .map(|c| {
+                json!({"operation": c.operation, "ns_per_op": c.ns_per_op,
+                       "min_ns": c.min_ns, "max_ns": c.max_ns})
+            })
+            .collect();
+        json!({"meta": self.meta, "rows": rows, "ceilings": ceilings, "clear": clears,
+               "client_cost": client_costs})
     }
 
     /// A bar chart of ops/s per contender for `config`, each workload on its own scale.
