@@ -10,7 +10,8 @@
 //! Usage: `rustauth-kv-bench [--quick] [--url URL] [--only NAME]... [--no-pin]
 //! [--out DIR] [--docs FILE]`. `--only` takes a workload's name (that workload only),
 //! part of names (`session`: every session workload), `clear` (the clear of 1M keys) or
-//! `observability` (the observability rows); the HTTP rows always run.
+//! `observability` (the observability rows) or `client-cost` (our layer's own cost over
+//! canned replies); the HTTP rows always run.
 
 mod ceiling;
 mod clear;
