@@ -1,14 +1,17 @@
-//! `clear` of 1M keys: `ServerStorage::clear` on each backend against a raw redis-rs
-//! `SCAN` + `UNLINK` loop, each in a child process of its own so that its peak RSS
-//! (`VmHWM`) is its own.
+//! `clear` of 1M keys (100k with `--quick`): `ServerStorage::clear` on each backend
+//! against a raw redis-rs `SCAN` + `UNLINK` loop, each in a child process of its own so
+//! that its peak RSS (`VmHWM`) is its own.
 
 use std::process::Command;
 use std::time::Instant;
 
 use kv_contract::{ConnectionOptions, SecondaryStorage, ServerStorage, StorageOptions};
 
-/// Keys written before each clear.
+/// Keys written before each clear of a full run.
 pub(crate) const KEYS: u64 = 1_000_000;
+/// Keys written before each clear of a `--quick` run: the full million alone takes
+/// half a minute to write and clear three times.
+pub(crate) const QUICK_KEYS: u64 = 100_000;
 /// The storage prefix the keys live under (`{PREFIX}secondary:k…`).
 const PREFIX: &str = "bench-clear:";
 
@@ -29,15 +32,15 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// Writes `KEYS` 200-byte keys in pipelines of 1000.
-async fn populate(url: &str) -> Result<(), String> {
+/// Writes `keys` 200-byte keys (a multiple of 1000) in pipelines of 1000.
+async fn populate(url: &str, keys: u64) -> Result<(), String> {
     let mut c = redis::Client::open(url)
         .map_err(err)?
         .get_multiplexed_async_connection()
         .await
         .map_err(err)?;
     let value = [b'v'; crate::workload::VALUE_LEN];
-    for batch in 0..KEYS / 1000 {
+    for batch in 0..keys / 1000 {
         let mut pipe = redis::pipe();
         for i in 0..1000 {
             pipe.cmd("SET")
@@ -138,8 +141,8 @@ pub(crate) fn child(how: &str, url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs each contender's clear in a child process on freshly written keys.
-pub(crate) fn run(url: &str) -> Result<Vec<ClearRow>, String> {
+/// Runs each contender's clear of `expected` freshly written keys in a child process.
+pub(crate) fn run(url: &str, expected: u64) -> Result<Vec<ClearRow>, String> {
     let exe = std::env::current_exe().map_err(err)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -147,7 +150,7 @@ pub(crate) fn run(url: &str) -> Result<Vec<ClearRow>, String> {
         .map_err(err)?;
     let mut rows = Vec::new();
     for contender in ["raw", "rustauth-redis", "rustauth-fred"] {
-        rt.block_on(populate(url))?;
+        rt.block_on(populate(url, expected))?;
         let out = Command::new(&exe)
             .args(["--clear-child", contender, "--url", url])
             .output()
@@ -165,9 +168,9 @@ pub(crate) fn run(url: &str) -> Result<Vec<ClearRow>, String> {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         };
-        if keys as u64 != KEYS {
+        if keys as u64 != expected {
             return Err(format!(
-                "clear by {contender} deleted {keys} keys, not {KEYS}"
+                "clear by {contender} deleted {keys} keys, not {expected}"
             ));
         }
         rows.push(ClearRow {

@@ -43,9 +43,13 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// The app: `/plain`, `/limited` (the layer, a rule no run exhausts) and `/me` (a
 /// session read through the store) per backend, plus `/login` to make the session.
-async fn app(url: &str, backend: Backend, prefix: &str) -> Result<Router, String> {
+async fn app(url: &str, backend: Backend, prefix: &str, coalesce: bool) -> Result<Router, String> {
+    let connection = rustauth_kv::ConnectionOptions::builder(url)
+        .coalesce_writes(coalesce)
+        .build()
+        .map_err(err)?;
     let options = KvOptions::builder()
-        .url(url)
+        .connection(connection)
         .backend(backend)
         .prefix(prefix)
         .build()
@@ -173,21 +177,27 @@ pub(crate) fn run(url: &str, quick: bool, progress: &mut Progress) -> Result<Vec
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         // (name, url, cookie)
         let mut targets: Vec<(&'static str, String, String)> = Vec::new();
-        for (backend, tag) in [
-            (Backend::Redis, "rustauth-redis"),
-            (Backend::Fred, "rustauth-fred"),
+        for (backend, tag, coalesce) in [
+            (Backend::Redis, "rustauth-redis", false),
+            (Backend::Redis, "rustauth-redis-coalesced", true),
+            (Backend::Fred, "rustauth-fred", false),
         ] {
-            let addr = serve(app(url, backend, &format!("bench-http-{tag}:")).await?).await?;
+            let app = app(url, backend, &format!("bench-http-{tag}:"), coalesce).await?;
+            let addr = serve(app).await?;
             let cookie = get_ok(&client, &format!("http://{addr}/login"), "")
                 .await?
                 .ok_or("/login set no cookie")?;
-            if backend == Backend::Redis {
+            if targets.is_empty() {
                 targets.push((BASELINE, format!("http://{addr}/plain"), String::new()));
             }
-            let (limited, session) = match backend {
-                Backend::Redis => (
+            let (limited, session) = match tag {
+                "rustauth-redis" => (
                     "rate-limited route (rustauth-redis)",
                     "session load (rustauth-redis)",
+                ),
+                "rustauth-redis-coalesced" => (
+                    "rate-limited route (rustauth-redis, coalesced writes)",
+                    "session load (rustauth-redis, coalesced writes)",
                 ),
                 _ => (
                     "rate-limited route (rustauth-fred)",

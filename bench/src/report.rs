@@ -53,7 +53,7 @@ pub(crate) struct Report {
     pub(crate) rows: Vec<Row>,
     /// Ceiling rows.
     pub(crate) ceilings: Vec<CeilingRow>,
-    /// `clear` of 1M keys, per contender.
+    /// `clear` of 1M keys (100k with `--quick`), per contender.
     pub(crate) clears: Vec<crate::clear::ClearRow>,
     /// Our layer's own cost per operation over canned replies.
     pub(crate) client_costs: Vec<crate::client_cost::CostRow>,
@@ -159,7 +159,11 @@ impl Report {
             out.push('\n');
         }
         if !self.clears.is_empty() {
-            out.push_str("### `clear` of 1M keys (each in a child process: its peak RSS)\n\n");
+            let keys = self.clears[0].keys;
+            let _ = writeln!(
+                out,
+                "### `clear` of {keys} keys (each in a child process: its peak RSS)\n"
+            );
             out.push_str("| contender | keys | seconds | keys/s | peak RSS MiB |\n|---|---:|---:|---:|---:|\n");
             for c in &self.clears {
                 let _ = writeln!(

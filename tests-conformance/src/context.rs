@@ -26,6 +26,8 @@ pub enum BackendKind {
     Memory,
     /// rustauth-redis (redis-rs).
     Redis,
+    /// rustauth-redis with write coalescing on (`ConnectionOptions::coalesce_writes`).
+    RedisCoalesced,
     /// rustauth-fred (fred).
     Fred,
     /// rustauth-redis through Sentinel (`redis-sentinel://`).
@@ -40,9 +42,22 @@ impl BackendKind {
         match self {
             BackendKind::Memory => "memory",
             BackendKind::Redis => "redis",
+            BackendKind::RedisCoalesced => "redis-coalesced",
             BackendKind::Fred => "fred",
             BackendKind::RedisSentinel => "redis-sentinel",
             BackendKind::FredSentinel => "fred-sentinel",
+        }
+    }
+
+    /// The facade's backend for this kind (the URL or options say standalone, cluster,
+    /// Sentinel or coalescing; the facade only picks the client).
+    pub fn facade_backend(self) -> rustauth_kv::Backend {
+        match self {
+            BackendKind::Memory => rustauth_kv::Backend::Memory,
+            BackendKind::Redis | BackendKind::RedisCoalesced | BackendKind::RedisSentinel => {
+                rustauth_kv::Backend::Redis
+            }
+            BackendKind::Fred | BackendKind::FredSentinel => rustauth_kv::Backend::Fred,
         }
     }
 
@@ -59,6 +74,11 @@ impl BackendKind {
         Ok(match self {
             BackendKind::Redis | BackendKind::RedisSentinel => {
                 Arc::new(rustauth_redis::RedisConnection::connect(options).await?)
+            }
+            BackendKind::RedisCoalesced => {
+                let mut options = options.clone();
+                options.coalesce_writes = true;
+                Arc::new(rustauth_redis::RedisConnection::connect(&options).await?)
             }
             BackendKind::Fred | BackendKind::FredSentinel => {
                 Arc::new(rustauth_fred::FredConnection::connect(options).await?)
@@ -91,6 +111,12 @@ impl Topology {
     pub const REDIS: Topology = Topology {
         a: BackendKind::Redis,
         b: BackendKind::Redis,
+        cluster: false,
+    };
+    /// redis-rs with write coalescing only.
+    pub const REDIS_COALESCED: Topology = Topology {
+        a: BackendKind::RedisCoalesced,
+        b: BackendKind::RedisCoalesced,
         cluster: false,
     };
     /// fred only.
@@ -146,9 +172,10 @@ impl Topology {
     pub const FRED_REDIS_CLUSTER: Topology = Topology::FRED_REDIS.on_cluster();
 
     /// Every topology, in table order.
-    pub const ALL: [Topology; 13] = [
+    pub const ALL: [Topology; 14] = [
         Topology::MEMORY,
         Topology::REDIS,
+        Topology::REDIS_COALESCED,
         Topology::FRED,
         Topology::REDIS_FRED,
         Topology::FRED_REDIS,

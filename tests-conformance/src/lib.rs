@@ -106,6 +106,8 @@ macro_rules! for_each_connection_case {
             connection::hung_server_times_out,
             connection::reconnects_after_restart,
             connection::wrong_type_is_a_server_error,
+            concurrency::concurrent_callers_get_their_own_replies,
+            concurrency::a_cancelled_caller_does_not_lose_the_others,
             health::ping_and_server_info,
             resilience::breaker_opens_on_a_hung_server_and_recovers,
             resilience::breaker_recovers_after_restart,

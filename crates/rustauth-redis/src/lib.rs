@@ -30,6 +30,10 @@
 //! | `tls-rustls` | `rediss://` with rustls (ring provider installed if none is) |
 //! | `tls-native-tls` | `rediss://` with the platform TLS library |
 //!
+//! With [`ConnectionOptions::coalesce_writes`] on, the commands that concurrent tasks issue
+//! in the same moment are written as one pipeline (`docs/operations.md`, "Write
+//! coalescing").
+//!
 //! A `redis-sentinel://` URL connects through Sentinel and follows a failover without a
 //! new client (`docs/operations.md`, section Sentinel).
 //!
@@ -37,6 +41,7 @@
 //! [`ErrorKind::InvalidConfig`].
 
 mod cluster;
+mod coalesce;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -78,6 +83,17 @@ struct Inner {
     /// The connection lost and back, as the commands' results show it
     /// (`ConnectionManager` has no reconnect hook).
     link: LinkMonitor,
+    /// Set when writes are coalesced: standalone commands go through it.
+    coalescer: Option<coalesce::Coalescer>,
+}
+
+impl Inner {
+    fn manager(&self) -> Option<ConnectionManager> {
+        // A poisoned lock only means a panic elsewhere while it was held; the Option
+        // inside is still whole.
+        let guard = self.manager.read().unwrap_or_else(|p| p.into_inner());
+        guard.clone()
+    }
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -96,6 +112,9 @@ impl RedisConnection {
     /// The connection reconnects by itself (exponential backoff within the options'
     /// reconnect delays); a command that fails because the connection broke is returned
     /// as an error, never replayed.
+    ///
+    /// With [`ConnectionOptions::coalesce_writes`], the commands that concurrent tasks
+    /// issue together are written as one pipeline (`coalesce` module).
     pub async fn connect(options: &ConnectionOptions) -> KvResult<Self> {
         let server = options.server.to_string();
         options
@@ -123,6 +142,7 @@ impl RedisConnection {
         let client = data_client(addr, options).map_err(|e| map_error(e, &server))?;
         let config = manager_config(options);
         let command_timeout = options.command_timeout;
+        let coalesce = options.coalesce_writes;
         let conn =
             kv_contract::connect::connect_within(&options.server, options.connect_timeout, async {
                 let manager = ConnectionManager::new_with_config(client, config)
@@ -136,6 +156,7 @@ impl RedisConnection {
                         sentinel: None,
                         cluster: None,
                         link: LinkMonitor::new(server),
+                        coalescer: coalesce.then(coalesce::Coalescer::default),
                     }),
                 };
                 kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await?;
@@ -163,6 +184,7 @@ impl RedisConnection {
                         sentinel: None,
                         cluster: Some(link),
                         link: LinkMonitor::new(server),
+                        coalescer: None,
                     }),
                 };
                 kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await?;
@@ -182,36 +204,51 @@ impl RedisConnection {
     }
 
     fn manager(&self) -> Option<ConnectionManager> {
-        // A poisoned lock only means a panic elsewhere while it was held; the Option
-        // inside is still whole.
-        let guard = self.inner.manager.read().unwrap_or_else(|p| p.into_inner());
-        guard.clone()
+        self.inner.manager()
     }
 
     /// One command on the standalone (or Sentinel-found) server.
     async fn execute_standalone(&self, command: Command) -> KvResult<Reply> {
-        let mut cmd = redis::cmd(command.name());
-        for arg in command.args() {
+        let args = command.args();
+        let size = command.name().len() + args.iter().map(|a| a.len()).sum::<usize>();
+        let mut cmd = redis::Cmd::with_capacity(args.len() + 1, size);
+        cmd.arg(command.name());
+        for arg in args {
             cmd.arg(&arg[..]);
         }
         let inner = &*self.inner;
-        let Some(mut manager) = self.manager() else {
-            return Err(kv_contract::wire::closed_error(&inner.server));
-        };
-        let result =
-            match tokio::time::timeout(inner.command_timeout, manager.send_packed_command(&cmd))
+        let sent = match &inner.coalescer {
+            Some(coalescer) => {
+                tokio::time::timeout(inner.command_timeout, async {
+                    match coalescer.send(cmd, || inner.manager()).await {
+                        Some(result) => Ok(result),
+                        None => Err(kv_contract::wire::closed_error(&inner.server)),
+                    }
+                })
                 .await
-            {
-                Ok(Ok(value)) => into_reply(value),
-                Ok(Err(e)) => Err(map_error(e, &inner.server)),
-                Err(_) => Err(KvError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{} did not answer within {:?}",
-                        inner.server, inner.command_timeout
-                    ),
-                )),
-            };
+            }
+            None => {
+                let Some(mut manager) = self.manager() else {
+                    return Err(kv_contract::wire::closed_error(&inner.server));
+                };
+                tokio::time::timeout(inner.command_timeout, async {
+                    Ok(manager.send_packed_command(&cmd).await)
+                })
+                .await
+            }
+        };
+        let result = match sent {
+            Ok(Err(closed)) => Err(closed),
+            Ok(Ok(Ok(value))) => into_reply(value),
+            Ok(Ok(Err(e))) => Err(map_error(e, &inner.server)),
+            Err(_) => Err(KvError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{} did not answer within {:?}",
+                    inner.server, inner.command_timeout
+                ),
+            )),
+        };
         if let (Some(failover), Err(e)) = (&inner.sentinel, &result) {
             if sentinel::means_primary_lost(e) {
                 // In the background: this call returns its own error now, and the command

@@ -102,6 +102,10 @@ pub(crate) async fn connect(options: &ConnectionOptions) -> KvResult<RedisConnec
                     sentinel: Some(failover.clone()),
                     cluster: None,
                     link: kv_contract::observe::LinkMonitor::new(failover.server.clone()),
+                    coalescer: failover
+                        .options
+                        .coalesce_writes
+                        .then(crate::coalesce::Coalescer::default),
                 }),
             };
             kv_contract::health::ensure_supported_server(&conn, &conn.inner.server).await?;

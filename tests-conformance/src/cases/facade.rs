@@ -18,11 +18,7 @@ const TIMEOUT: Duration = Duration::from_millis(300);
 const SLACK: Duration = Duration::from_millis(150);
 
 fn backend(kind: BackendKind) -> Backend {
-    match kind {
-        BackendKind::Memory => Backend::Memory,
-        BackendKind::Redis | BackendKind::RedisSentinel => Backend::Redis,
-        BackendKind::Fred | BackendKind::FredSentinel => Backend::Fred,
-    }
+    kind.facade_backend()
 }
 
 /// Every store of one bundle writes under the bundle's prefix through one connection;

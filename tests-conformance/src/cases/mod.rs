@@ -13,6 +13,7 @@ pub mod atomic;
 pub mod basic;
 pub mod better_auth;
 pub mod cluster;
+pub mod concurrency;
 pub mod connection;
 pub mod facade;
 pub mod faults;

@@ -24,6 +24,8 @@ macro_rules! storage_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis() { case(Topology::REDIS).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_coalesced() { case(Topology::REDIS_COALESCED).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fred() { case(Topology::FRED).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis_writes_fred_reads() { case(Topology::REDIS_FRED).await }
@@ -65,6 +67,8 @@ macro_rules! connection_tests {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis() { case(BackendKind::Redis).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_coalesced() { case(BackendKind::RedisCoalesced).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fred() { case(BackendKind::Fred).await }
         }

@@ -13,12 +13,7 @@ pub(crate) struct Pair {
 }
 
 fn backend(kind: BackendKind) -> Backend {
-    match kind {
-        // The facade picks the client; the URL says standalone, cluster or sentinel.
-        BackendKind::Redis | BackendKind::RedisSentinel => Backend::Redis,
-        BackendKind::Fred | BackendKind::FredSentinel => Backend::Fred,
-        BackendKind::Memory => Backend::Memory,
-    }
+    kind.facade_backend()
 }
 
 impl Pair {

@@ -23,11 +23,7 @@ pub(crate) struct Pair {
 }
 
 fn backend(kind: BackendKind) -> Backend {
-    match kind {
-        BackendKind::Redis | BackendKind::RedisSentinel => Backend::Redis,
-        BackendKind::Fred | BackendKind::FredSentinel => Backend::Fred,
-        BackendKind::Memory => Backend::Memory,
-    }
+    kind.facade_backend()
 }
 
 impl Pair {
