@@ -700,7 +700,7 @@ fn write(args: &Args, report: &Report) -> Result<(), String> {
     );
     if let Some(docs) = &args.docs {
         let text = format!(
-            "{}\n## Latest run\n\n{markdown}",
+            "{}\n\n## Latest run\n\n{markdown}",
             include_str!("performance_intro.md").trim_end()
         );
         std::fs::write(docs, text).map_err(|e| format!("cannot write {}: {e}", docs.display()))?;
